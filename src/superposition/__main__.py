@@ -1,0 +1,135 @@
+"""The command line.
+
+    python -m superposition figures [--only NAME] [--device D] [--force] [--quiet]
+    python -m superposition list
+    python -m superposition check
+
+`figures` trains every registered experiment whose cached weights are missing, corrupt or
+stale and skips the fresh ones; `list` shows each file's freshness and losses; `check`
+validates every file and exits 1 on any problem. Bad arguments exit 2 with usage.
+"""
+
+from __future__ import annotations
+
+import argparse
+import resource
+import signal
+import sys
+from collections.abc import Sequence
+
+from . import experiments, store
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="python -m superposition",
+        description="Train, cache and check the models of the computation-in-superposition book.",
+    )
+    sub = parser.add_subparsers(dest="command", required=True, metavar="{figures,list,check}")
+    figures = sub.add_parser("figures", help="train what is missing or stale, cache the weights")
+    figures.add_argument(
+        "--only",
+        action="append",
+        choices=list(experiments.REGISTRY),
+        metavar="NAME",
+        help=f"train only this experiment (repeatable); one of: {', '.join(experiments.REGISTRY)}",
+    )
+    figures.add_argument(
+        "--device",
+        default="auto",
+        help="auto (CUDA, then MPS, then CPU), cpu, cuda, cuda:N or mps",
+    )
+    figures.add_argument("--force", action="store_true", help="retrain even if the cache is fresh")
+    figures.add_argument("--quiet", action="store_true", help="no progress bar")
+    sub.add_parser("list", help="show each experiment's weight file, freshness and losses")
+    sub.add_parser("check", help="validate every cached weight file; exit 1 on any problem")
+    return parser
+
+
+def _peak_rss_mib() -> float:
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # Linux reports KiB
+
+
+def cmd_figures(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
+    from .train import pick_device, train  # torch start-up only when training
+
+    try:
+        device = str(pick_device(args.device))
+    except ValueError as exc:
+        parser.error(f"--device: {exc}")
+    names = args.only or list(experiments.REGISTRY)
+    for name in names:
+        experiment = experiments.get(name)
+        state, detail = store.status(experiment)
+        if state == "fresh" and not args.force:
+            print(f"{name}: fresh, skipped ({store.path_for(experiment)})")
+            continue
+        reason = "forced" if state == "fresh" else f"{state}: {detail}"
+        print(f"{name}: training {experiment.n_instances} instances on {device} ({reason})")
+        result = train(experiment, device=device, progress=not args.quiet)
+        path = store.save(experiment, result)
+        print(
+            f"{name}: {experiment.steps} steps in {result.seconds:.1f} s "
+            f"({experiment.steps / result.seconds:.0f} steps/s), "
+            f"process peak RSS {_peak_rss_mib():.0f} MiB, saved {path}"
+        )
+    return 0
+
+
+def _loss_summary(weights: store.Weights) -> str:
+    parts = []
+    for p in dict.fromkeys(weights.feature_probs):
+        ks = weights.instances_at(p)
+        losses = [weights.final_loss[k] for k in ks]
+        parts.append(f"p={p:g}: best {min(losses):.4g}, worst {max(losses):.4g}")
+    return "; ".join(parts)
+
+
+def cmd_list(args: argparse.Namespace) -> int:
+    for experiment in experiments.REGISTRY.values():
+        path = store.path_for(experiment)
+        state, detail = store.status(experiment)
+        print(f"{experiment.label} {experiment.name}: {state} ({detail})  {path}")
+        if state == "fresh":
+            weights = store.load(experiment)
+            print(f"    trained on {weights.device}; final loss per setting over seeds:")
+            print(f"    {_loss_summary(weights)}")
+    return 0
+
+
+def cmd_check(args: argparse.Namespace) -> int:
+    problems = 0
+    for experiment in experiments.REGISTRY.values():
+        state, detail = store.status(experiment)
+        if state == "fresh":
+            print(f"ok       {experiment.name}")
+        else:
+            problems += 1
+            print(f"{state:8} {experiment.name}: {detail}")
+    leftovers = sorted(store.folder().glob(".*.tmp")) if store.folder().exists() else []
+    for path in leftovers:
+        print(f"leftover {path} (an interrupted write; safe to delete)")
+    if problems:
+        print(f"{problems} problem(s); rebuild with `make figures`", file=sys.stderr)
+    return 1 if problems else 0
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = _parser()
+    args = parser.parse_args(argv)
+    # A polite kill (SIGTERM) unwinds like Ctrl-C, so a half-written temporary file is
+    # removed; the cached file is only ever replaced whole.
+    signal.signal(signal.SIGTERM, lambda signum, frame: sys.exit(128 + signum))
+    try:
+        if args.command == "figures":
+            return cmd_figures(args, parser)
+        if args.command == "list":
+            return cmd_list(args)
+        return cmd_check(args)
+    except KeyboardInterrupt:
+        print("interrupted; the cached weights are unchanged", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,66 @@
+"""Measures on trained weights: pure functions of (W1, W2, b), no plotting, no files.
+
+All functions take tensors with a leading instance axis (W1: [instances, m, n],
+W2: [instances, n, m], b: [instances, n]) and work in float64 for exactness.
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import Tensor
+
+# A feature counts as computed (on one side) when, with only that feature present, its
+# output stays within this distance of |x_i| everywhere on the side's grid. Outputs live
+# in [0, 1], so 0.1 is a tenth of the full scale; a feature the model ignores sits near a
+# constant and misses by about 0.5.
+COMPUTED_TOLERANCE = 0.1
+
+
+def rescale(W1: Tensor, W2: Tensor) -> tuple[Tensor, Tensor]:
+    """SPEC's footnote-15 rescaling: every neuron's largest |W1| weight becomes 1.
+
+    Row j of W1 is divided by a_j = max_k |W1[j, k]| and column j of W2 multiplied by it,
+    which leaves ReLU(W2 ReLU(W1 x) + b) unchanged because ReLU(a z) = a ReLU(z) for a > 0.
+    A neuron whose W1 row is all zero is left as it is.
+    """
+    scale = W1.abs().amax(dim=-1)  # [instances, m]
+    scale = torch.where(scale > 0, scale, torch.ones_like(scale))
+    return W1 / scale[..., None], W2 * scale[:, None, :]
+
+
+def effective_features(W1: Tensor) -> Tensor:  # [instances, m]
+    """How many features a neuron reads: the participation ratio of its squared W1 weights.
+
+    (sum_k w_k^2)^2 / sum_k w_k^4 is 1 for a neuron that reads one feature, 2 for one that
+    reads two features equally, and k for k equal weights; it does not depend on the
+    neuron's scale, so it is the same before and after `rescale`.
+    """
+    sq = W1.double() ** 2
+    num = sq.sum(-1) ** 2
+    den = (sq**2).sum(-1)
+    return torch.where(den > 0, num / den.clamp_min(1e-300), torch.zeros_like(num))
+
+
+def single_feature_response(
+    W1: Tensor, W2: Tensor, b: Tensor, grid: Tensor
+) -> Tensor:  # [instances, n, points]
+    """Output i when feature i alone takes each value of `grid` and every other feature is 0."""
+    W1, W2, b, grid = W1.double(), W2.double(), b.double(), grid.double()
+    hidden = torch.relu(W1[..., None] * grid)  # [instances, m, n, points]
+    return torch.relu(torch.einsum("inm,imnp->inp", W2, hidden) + b[..., None])
+
+
+def computed_sides(
+    W1: Tensor, W2: Tensor, b: Tensor, tolerance: float = COMPUTED_TOLERANCE, points: int = 101
+) -> Tensor:  # [instances, n, 2] bool: (negative side, positive side)
+    """Which side of |x_i| each output computes, judged on a grid over [-1, 1]."""
+    grid = torch.linspace(-1.0, 1.0, points, dtype=torch.float64)
+    error = (single_feature_response(W1, W2, b, grid) - grid.abs()).abs()
+    negative = error[..., grid < 0].amax(-1) <= tolerance
+    positive = error[..., grid > 0].amax(-1) <= tolerance
+    return torch.stack([negative, positive], dim=-1)
+
+
+def features_computed(W1: Tensor, W2: Tensor, b: Tensor) -> Tensor:  # [instances] int
+    """Number of features whose output follows |x_i| on both sides."""
+    return computed_sides(W1, W2, b).all(-1).sum(-1)

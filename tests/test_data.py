@@ -1,0 +1,84 @@
+"""The sampler draws SPEC's distribution: zero with probability 1 - p, else U[-1, 1].
+
+Statistical checks use fixed seeds and tolerances of about five standard errors, so a
+correct sampler passes and a sampler off by a few percent of p fails.
+"""
+
+import math
+
+import pytest
+import torch
+
+from superposition.data import eval_batch, sample
+
+PROBS = [1.0, 0.3, 0.03, 0.001]
+
+
+@pytest.fixture(scope="module")
+def batch() -> torch.Tensor:  # [batch, instances, features]
+    generator = torch.Generator("cpu").manual_seed(1234)
+    return sample(20_000, torch.tensor(PROBS), 50, generator)
+
+
+def test_shape_and_dtype(batch):
+    assert batch.shape == (20_000, len(PROBS), 50)
+    assert batch.dtype == torch.float32
+
+
+@pytest.mark.parametrize("k,p", list(enumerate(PROBS)))
+def test_fraction_present_matches_p(batch, k, p):
+    present = (batch[:, k] != 0).double()
+    n = present.numel()
+    tolerance = 5 * math.sqrt(p * (1 - p) / n) + 1e-12
+    assert abs(present.mean().item() - p) <= tolerance
+
+
+def test_present_values_are_uniform_on_minus_one_one(batch):
+    values = batch[batch != 0].double().sort().values
+    assert values.min() >= -1 and values.max() < 1
+    n = values.numel()
+    # Kolmogorov-Smirnov distance to U[-1, 1]; 1.95/sqrt(n) is the 0.1 % critical value.
+    empirical = torch.arange(1, n + 1, dtype=torch.float64) / n
+    distance = (empirical - (values + 1) / 2).abs().max().item()
+    assert distance < 1.95 / math.sqrt(n)
+    assert abs(values.mean().item()) < 5 * math.sqrt(1 / 3 / n)
+
+
+def test_sparse_instance_values_are_uniform_too(batch):
+    values = batch[:, 3][batch[:, 3] != 0].double()  # p = 0.001: about a thousand values
+    n = values.numel()
+    assert n > 500
+    assert abs(values.abs().mean().item() - 0.5) < 5 * math.sqrt(1 / 12 / n)
+    assert (values > 0).double().mean().item() == pytest.approx(0.5, abs=5 * 0.5 / math.sqrt(n))
+
+
+def test_features_and_instances_are_independent(batch):
+    present = (batch[:, 1] != 0).double()  # p = 0.3
+    corr = torch.corrcoef(present.T)  # [features, features]
+    off_diagonal = corr[~torch.eye(50, dtype=torch.bool)]
+    assert off_diagonal.abs().max().item() < 5 / math.sqrt(20_000)
+    across = torch.corrcoef(torch.stack([batch[:, 0, 0], batch[:, 1, 0]]))[0, 1]
+    assert abs(across.item()) < 5 / math.sqrt(20_000)
+
+
+def test_same_seed_same_batch_other_seed_other_batch():
+    probs = torch.tensor([0.5, 0.1])
+
+    def draw(seed):
+        return sample(64, probs, 10, torch.Generator("cpu").manual_seed(seed))
+
+    assert torch.equal(draw(7), draw(7))
+    assert not torch.equal(draw(7), draw(8))
+
+
+def test_eval_batch_is_fixed_by_its_seed():
+    probs = torch.tensor([0.2])
+    a = eval_batch(128, probs, 5, seed=3, device=torch.device("cpu"))
+    b = eval_batch(128, probs, 5, seed=3, device=torch.device("cpu"))
+    assert torch.equal(a, b)
+
+
+@pytest.mark.parametrize("bad", [[0.0], [1.5], [-0.1]])
+def test_bad_probabilities_are_refused(bad):
+    with pytest.raises(ValueError, match="probabilit"):
+        sample(4, torch.tensor(bad), 3, torch.Generator("cpu"))
