@@ -20,7 +20,7 @@ def test_rescaling_leaves_the_function_unchanged():
     b = torch.randn(2, 20, dtype=torch.float64)
     R1, R2 = analysis.rescale(W1, W2)
     assert torch.allclose(R1.abs().amax(-1), torch.ones(2, 8, dtype=torch.float64))
-    x = torch.rand(500, 2, 20, dtype=torch.float64) * 2 - 1
+    x = torch.rand(2, 500, 20, dtype=torch.float64) * 2 - 1
     before = AbsModel(W1, W2, b)(x)
     after = AbsModel(R1, R2, b)(x)
     torch.testing.assert_close(after, before, rtol=1e-12, atol=1e-12)

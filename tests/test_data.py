@@ -1,7 +1,8 @@
-"""The sampler draws SPEC's distribution: zero with probability 1 - p, else U[-1, 1].
+"""Both samplers draw SPEC's distribution: zero with probability 1 - p, else U[-1, 1].
 
 Statistical checks use fixed seeds and tolerances of about five standard errors, so a
-correct sampler passes and a sampler off by a few percent of p fails.
+correct sampler passes and a sampler off by a few percent of p fails. Every check runs on
+the reference sampler (torch.Generator) and on the counter-based one training uses.
 """
 
 import math
@@ -9,25 +10,26 @@ import math
 import pytest
 import torch
 
-from superposition.data import eval_batch, sample
+from superposition.data import counter_bits, counter_sample, eval_batch, sample
 
 PROBS = [1.0, 0.3, 0.03, 0.001]
 
 
-@pytest.fixture(scope="module")
-def batch() -> torch.Tensor:  # [batch, instances, features]
-    generator = torch.Generator("cpu").manual_seed(1234)
-    return sample(20_000, torch.tensor(PROBS), 50, generator)
+@pytest.fixture(scope="module", params=["generator", "counter"])
+def batch(request) -> torch.Tensor:  # [instances, batch, features]
+    if request.param == "generator":
+        return sample(20_000, torch.tensor(PROBS), 50, torch.Generator("cpu").manual_seed(1234))
+    return counter_sample(20_000, torch.tensor(PROBS), 50, seed=1234, step=torch.tensor(3))
 
 
 def test_shape_and_dtype(batch):
-    assert batch.shape == (20_000, len(PROBS), 50)
+    assert batch.shape == (len(PROBS), 20_000, 50)
     assert batch.dtype == torch.float32
 
 
 @pytest.mark.parametrize("k,p", list(enumerate(PROBS)))
 def test_fraction_present_matches_p(batch, k, p):
-    present = (batch[:, k] != 0).double()
+    present = (batch[k] != 0).double()
     n = present.numel()
     tolerance = 5 * math.sqrt(p * (1 - p) / n) + 1e-12
     assert abs(present.mean().item() - p) <= tolerance
@@ -35,7 +37,7 @@ def test_fraction_present_matches_p(batch, k, p):
 
 def test_present_values_are_uniform_on_minus_one_one(batch):
     values = batch[batch != 0].double().sort().values
-    assert values.min() >= -1 and values.max() < 1
+    assert values.min() >= -1 and values.max() <= 1
     n = values.numel()
     # Kolmogorov-Smirnov distance to U[-1, 1]; 1.95/sqrt(n) is the 0.1 % critical value.
     empirical = torch.arange(1, n + 1, dtype=torch.float64) / n
@@ -45,7 +47,7 @@ def test_present_values_are_uniform_on_minus_one_one(batch):
 
 
 def test_sparse_instance_values_are_uniform_too(batch):
-    values = batch[:, 3][batch[:, 3] != 0].double()  # p = 0.001: about a thousand values
+    values = batch[3][batch[3] != 0].double()  # p = 0.001: about a thousand values
     n = values.numel()
     assert n > 500
     assert abs(values.abs().mean().item() - 0.5) < 5 * math.sqrt(1 / 12 / n)
@@ -53,11 +55,11 @@ def test_sparse_instance_values_are_uniform_too(batch):
 
 
 def test_features_and_instances_are_independent(batch):
-    present = (batch[:, 1] != 0).double()  # p = 0.3
+    present = (batch[1] != 0).double()  # p = 0.3
     corr = torch.corrcoef(present.T)  # [features, features]
     off_diagonal = corr[~torch.eye(50, dtype=torch.bool)]
     assert off_diagonal.abs().max().item() < 5 / math.sqrt(20_000)
-    across = torch.corrcoef(torch.stack([batch[:, 0, 0], batch[:, 1, 0]]))[0, 1]
+    across = torch.corrcoef(torch.stack([batch[0, :, 0], batch[1, :, 0]]))[0, 1]
     assert abs(across.item()) < 5 / math.sqrt(20_000)
 
 
@@ -82,3 +84,31 @@ def test_eval_batch_is_fixed_by_its_seed():
 def test_bad_probabilities_are_refused(bad):
     with pytest.raises(ValueError, match="probabilit"):
         sample(4, torch.tensor(bad), 3, torch.Generator("cpu"))
+
+
+def test_counter_batches_differ_between_steps_and_seeds():
+    probs = torch.tensor([1.0, 0.3])
+
+    def draw(seed, step):
+        return counter_sample(4096, probs, 20, seed, torch.tensor(step))
+
+    a = draw(0, 0)
+    assert torch.equal(a, draw(0, 0))
+    for other in (draw(0, 1), draw(1, 0)):
+        corr = torch.corrcoef(torch.stack([a[0].flatten(), other[0].flatten()]))[0, 1]
+        assert abs(corr.item()) < 5 / math.sqrt(a[0].numel())
+        assert (a[0] == other[0]).double().mean().item() < 1e-4
+
+
+def test_counter_bits_have_no_collisions_within_a_step():
+    z = counter_bits(7, torch.tensor(123_456), (64, 1024, 16), torch.device("cpu"))
+    assert z.min() >= 0 and z.max() < 2**32
+    assert z.unique().numel() == z.numel()
+
+
+def test_compiled_counter_sampler_matches_eager():
+    probs = torch.tensor([1.0, 0.01])
+    compiled = torch.compile(lambda step: counter_sample(512, probs, 30, 5, step), dynamic=False)
+    eager = counter_sample(512, probs, 30, 5, torch.tensor(9))
+    torch.testing.assert_close(compiled(torch.tensor(9)), eager, rtol=0, atol=1e-6)
+    assert torch.equal(compiled(torch.tensor(9)) != 0, eager != 0)

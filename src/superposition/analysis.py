@@ -64,3 +64,38 @@ def computed_sides(
 def features_computed(W1: Tensor, W2: Tensor, b: Tensor) -> Tensor:  # [instances] int
     """Number of features whose output follows |x_i| on both sides."""
     return computed_sides(W1, W2, b).all(-1).sum(-1)
+
+
+# A neuron is dead when its largest possible effect on any output is below this fraction
+# of the largest neuron's in the same model (see `neuron_effect`).
+DEAD_FRACTION = 1e-3
+# A live neuron is polysemantic when it reads more than this many features (effective
+# number, see `effective_features`): one secondary weight of about 0.23 of the primary,
+# or several smaller ones, is enough.
+POLYSEMANTIC_THRESHOLD = 1.1
+
+
+def neuron_effect(W1: Tensor, W2: Tensor) -> Tensor:  # [instances, m]
+    """max_k |W1[j, k]| * max_i |W2[i, j]|: the most neuron j can change any output.
+
+    Inputs lie in [-1, 1], so this bounds the neuron's effect; it does not change under
+    the rescaling, which multiplies one factor by what it divides the other by.
+    """
+    return W1.double().abs().amax(-1) * W2.double().abs().amax(-2)
+
+
+def dead_neurons(W1: Tensor, W2: Tensor) -> Tensor:  # [instances, m] bool
+    effect = neuron_effect(W1, W2)
+    return effect < DEAD_FRACTION * effect.amax(-1, keepdim=True)
+
+
+def polysemantic_neurons(W1: Tensor, W2: Tensor) -> Tensor:  # [instances, m] bool
+    """Live neurons that read more than one feature (dead ones are neither mono nor poly)."""
+    return ~dead_neurons(W1, W2) & (effective_features(W1) > POLYSEMANTIC_THRESHOLD)
+
+
+def primary_features(W1: Tensor) -> tuple[Tensor, Tensor]:  # ([instances, m], [instances, m])
+    """Each neuron's largest-|w| feature and the sign of that weight (+1 or -1)."""
+    index = W1.abs().argmax(-1)
+    sign = torch.sign(torch.gather(W1, -1, index[..., None]))[..., 0]
+    return index, sign

@@ -4,7 +4,9 @@
     y' = ReLU(W2 h + b)    W2: [instances, n, m],  b: [instances, n]
 
 Each instance is an independent model; training all of them in one run is what makes a
-sweep over sparsities and seeds cheap.
+sweep over sparsities and seeds cheap. Batches are [instances, batch, n], so every layer
+is one batched matrix product. `loss_and_grads` is the hand-written backward pass that
+training uses; a test checks it against autograd.
 """
 
 from __future__ import annotations
@@ -42,17 +44,39 @@ class AbsModel(nn.Module):
         b = torch.zeros(len(seeds), n_features)
         return cls(torch.stack(W1).to(device), torch.stack(W2).to(device), b.to(device))
 
-    def hidden(self, x: Tensor) -> Tensor:  # [batch, instances, n] -> [batch, instances, m]
-        return torch.relu(torch.einsum("bin,imn->bim", x, self.W1))
+    def hidden(self, x: Tensor) -> Tensor:  # [instances, batch, n] -> [instances, batch, m]
+        return torch.relu(torch.bmm(x, self.W1.transpose(1, 2)))
 
-    def forward(self, x: Tensor) -> Tensor:  # [batch, instances, n] -> [batch, instances, n]
+    def forward(self, x: Tensor) -> Tensor:  # [instances, batch, n] -> [instances, batch, n]
         h = self.hidden(x)
-        return torch.relu(torch.einsum("bim,inm->bin", h, self.W2) + self.b)
+        return torch.relu(torch.baddbmm(self.b[:, None, :], h, self.W2.transpose(1, 2)))
 
 
 def weighted_loss(y_pred: Tensor, x: Tensor, importance: Tensor) -> Tensor:
     """SPEC's loss per instance: sum_i I_i (|x_i| - y'_i)^2, averaged over the batch.
 
-    y_pred, x: [batch, instances, n]; importance: [n]. Returns [instances].
+    y_pred, x: [instances, batch, n]; importance: [n]. Returns [instances].
     """
-    return (importance * (x.abs() - y_pred) ** 2).sum(-1).mean(0)
+    return (importance * (x.abs() - y_pred) ** 2).sum(-1).mean(1)
+
+
+def loss_and_grads(
+    W1: Tensor, W2: Tensor, b: Tensor, x: Tensor, importance: Tensor
+) -> tuple[Tensor, Tensor, Tensor, Tensor]:
+    """`weighted_loss` of the model on x, and its gradients, by hand (no autograd graph).
+
+    Returns (loss [instances], dW1 [instances, m, n], dW2 [instances, n, m], db [instances, n]).
+    The masks multiply rather than select, which is what lets a compiler fuse them.
+    """
+    batch = x.shape[1]
+    h = torch.relu(torch.bmm(x, W1.transpose(1, 2)))  # [instances, batch, m]
+    out = torch.baddbmm(b[:, None, :], h, W2.transpose(1, 2))  # [instances, batch, n]
+    residual = torch.relu(out) - x.abs()  # y' - |x|
+    loss = (importance * residual * residual).sum(-1).mean(1)
+    # d loss / d out = 2 I (y' - |x|) / batch where out > 0 (the output ReLU passes it)
+    d_out = residual * (out > 0) * (2 * importance / batch)
+    d_b = d_out.sum(1)
+    d_W2 = torch.bmm(d_out.transpose(1, 2), h)
+    d_pre = torch.bmm(d_out, W2) * (h > 0)  # [instances, batch, m]
+    d_W1 = torch.bmm(d_pre.transpose(1, 2), x)
+    return loss, d_W1, d_W2, d_b

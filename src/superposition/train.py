@@ -4,12 +4,16 @@
     result = train(experiment, device="cpu", progress=False)
 
 On the CPU a run is bitwise reproducible: the initial weights come from each instance's
-seed, the batches from the experiment's `data_seed`, and nothing reads global random state.
+seed, the batches from the experiment's `data_seed` (a counter-based sampler: batch t is a
+pure function of the seed and t), and nothing reads global random state. Each step is one
+compiled function (sampler, forward and hand-written backward; see model.py) followed by
+fused AdamW.
 """
 
 from __future__ import annotations
 
 import math
+import os
 import sys
 import time
 from dataclasses import dataclass
@@ -18,9 +22,9 @@ import torch
 from torch import Tensor
 from tqdm import tqdm
 
-from .data import eval_batch, sample
+from .data import counter_sample, eval_batch
 from .experiments import Experiment
-from .model import AbsModel, weighted_loss
+from .model import AbsModel, loss_and_grads, weighted_loss
 
 
 @dataclass(frozen=True)
@@ -65,6 +69,53 @@ def lr_factor(step: int, experiment: Experiment) -> float:
     return 0.5 * (1.0 + math.cos(math.pi * progress))
 
 
+# A neuron is dead when its largest possible effect on any output, max|W1 row| times
+# max|W2 column| (unchanged by rescaling), is below this fraction of the largest neuron's.
+DEAD_FRACTION = 1e-3
+# Two neurons are duplicates when their W1 rows point the same way to within this cosine.
+DUPLICATE_COSINE = 0.999
+
+
+@torch.no_grad()
+def recycle(model: AbsModel, optimiser: torch.optim.Optimizer, generator: torch.Generator) -> int:
+    """Free dead and duplicate neurons and give them a fresh random W1 row. Returns how many.
+
+    Two neurons whose W1 rows are parallel compute the same ReLU up to a positive scale,
+    so the smaller one is merged into the larger exactly (its W2 column, rescaled, is added
+    to the larger one's). The freed neuron gets a fresh W1 row and a zero W2 column, so the
+    model's function is unchanged at the moment of recycling; gradient descent then decides
+    whether the neuron is worth using. Without this, a duplicate pair is a flat valley that
+    plain gradient descent never leaves (see the book's chapter on the setup).
+    """
+    W1, W2 = model.W1, model.W2  # [instances, m, n], [instances, n, m]
+    instances, m, n = W1.shape
+    norm = W1.norm(dim=-1)  # [instances, m]
+    unit = W1 / norm.clamp_min(1e-30)[..., None]
+    cosine = unit @ unit.transpose(1, 2)  # [instances, m, m]
+    effect = W1.abs().amax(-1) * W2.abs().amax(1)  # [instances, m]
+    freed: list[tuple[int, int]] = []
+    for i in range(instances):
+        kept: list[int] = []
+        for j in effect[i].argsort(descending=True).tolist():
+            if effect[i, j] < DEAD_FRACTION * effect[i].max():
+                freed.append((i, j))
+                continue
+            twin = next((k for k in kept if cosine[i, j, k] > DUPLICATE_COSINE), None)
+            if twin is None:
+                kept.append(j)
+                continue
+            W2[i, :, twin] += W2[i, :, j] * (norm[i, j] / norm[i, twin])
+            freed.append((i, j))
+    std = math.sqrt(2.0 / (n + m))
+    for i, j in freed:
+        W1[i, j] = torch.randn(n, generator=generator, device=generator.device) * std
+        W2[i, :, j] = 0
+        # Forget the momentum of the old role; keep the second moment as a sane step scale.
+        optimiser.state[model.W1]["exp_avg"][i, j] = 0
+        optimiser.state[model.W2]["exp_avg"][i, :, j] = 0
+    return len(freed)
+
+
 @torch.no_grad()
 def evaluate(model: AbsModel, experiment: Experiment, probs: Tensor) -> list[float]:
     """Per-instance loss on the experiment's fixed evaluation batch, in chunks."""
@@ -74,14 +125,37 @@ def evaluate(model: AbsModel, experiment: Experiment, probs: Tensor) -> list[flo
     )
     importance = torch.tensor(experiment.importance(), device=device)
     total = torch.zeros(experiment.n_instances, dtype=torch.float64, device=device)
-    for chunk in x.split(8192):
-        total += weighted_loss(model(chunk), chunk, importance).double() * chunk.shape[0]
-    return (total / x.shape[0]).cpu().tolist()
+    for chunk in x.split(8192, dim=1):
+        total += weighted_loss(model(chunk), chunk, importance).double() * chunk.shape[1]
+    return (total / x.shape[1]).cpu().tolist()
 
 
-def train(
-    experiment: Experiment, device: str | None = None, progress: bool = True
-) -> TrainResult:
+def _compile_wanted(device: torch.device) -> bool:
+    """torch.compile fuses the sampler and the masks into a few loops (CPU and CUDA);
+    SUPERPOSITION_COMPILE=0 turns it off, and MPS always runs eagerly."""
+    return os.environ.get("SUPERPOSITION_COMPILE", "1") != "0" and device.type in ("cpu", "cuda")
+
+
+def _step_function(experiment: Experiment, probs: Tensor, importance: Tensor):
+    batch, n, seed = experiment.batch_size, experiment.n_features, experiment.data_seed
+
+    def step_fn(W1: Tensor, W2: Tensor, b: Tensor, step: Tensor):
+        x = counter_sample(batch, probs, n, seed, step)  # [instances, batch, n]
+        return loss_and_grads(W1, W2, b, x, importance)
+
+    return step_fn
+
+
+def _optimiser(model: AbsModel, experiment: Experiment) -> torch.optim.Optimizer:
+    params = list(model.parameters())
+    kwargs = dict(lr=experiment.lr, weight_decay=experiment.weight_decay)
+    try:
+        return torch.optim.AdamW(params, fused=True, **kwargs)
+    except RuntimeError:  # a device without a fused kernel
+        return torch.optim.AdamW(params, foreach=True, **kwargs)
+
+
+def train(experiment: Experiment, device: str | None = None, progress: bool = True) -> TrainResult:
     dev = pick_device(device)
     start = time.perf_counter()
     probs = torch.tensor(experiment.instance_probs, dtype=torch.float32, device=dev)
@@ -89,10 +163,11 @@ def train(
     model = AbsModel.initialise(
         experiment.n_features, experiment.n_hidden, experiment.instance_seeds, dev
     )
-    optimiser = torch.optim.AdamW(
-        model.parameters(), lr=experiment.lr, weight_decay=experiment.weight_decay
-    )
-    generator = torch.Generator(dev).manual_seed(experiment.data_seed)
+    optimiser = _optimiser(model, experiment)
+    recycle_generator = torch.Generator(dev).manual_seed(experiment.data_seed + 1)
+    step_fn = _step_function(experiment, probs, importance)
+    if _compile_wanted(dev):
+        step_fn = torch.compile(step_fn, dynamic=False, fullgraph=True)
 
     bar = tqdm(
         range(experiment.steps),
@@ -102,17 +177,22 @@ def train(
         disable=not progress,
         mininterval=0.5 if sys.stderr.isatty() else 10.0,
     )
+    recycled = 0
+    params = (model.W1, model.W2, model.b)
+    # Detached views share storage with the parameters, so the optimiser's in-place
+    # updates show through; passing them keeps autograd out of the compiled step.
+    raw = tuple(p.detach() for p in params)
     for step in bar:
         for group in optimiser.param_groups:
             group["lr"] = experiment.lr * lr_factor(step, experiment)
-        x = sample(experiment.batch_size, probs, experiment.n_features, generator)
-        loss = weighted_loss(model(x), x, importance)  # [instances]
-        optimiser.zero_grad(set_to_none=True)
-        # Instances share no parameters, so the sum trains each one on its own loss.
-        loss.sum().backward()
+        loss, *grads = step_fn(*raw, torch.tensor(step, dtype=torch.int64))
+        for param, grad in zip(params, grads, strict=True):
+            param.grad = grad
         optimiser.step()
+        if step + 1 in experiment.recycle_at:
+            recycled += recycle(model, optimiser, recycle_generator)
         if progress and step % 200 == 0:
-            bar.set_postfix(mean_loss=f"{loss.mean().item():.4g}")
+            bar.set_postfix(mean_loss=f"{loss.mean().item():.4g}", recycled=recycled)
     bar.close()
 
     final_loss = evaluate(model, experiment, probs)
