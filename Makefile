@@ -9,6 +9,8 @@ PKG    := $(VENV)/.package-installed
 HOST   ?= 127.0.0.1
 PORT   ?= 8000
 
+DEVICE ?= auto
+
 .PHONY: setup lock figures book test bench serve lint clean
 
 setup: $(PKG)
@@ -35,12 +37,19 @@ lock:
 	rm -rf .lock-venv
 
 figures: setup
-	$(PY) -m superposition figures
+	$(PY) -m superposition figures --device $(DEVICE)
 
+# Skips itself when nothing changed; re-runs every chapter when src/ or the weights changed.
 book: figures
-	@echo "The book arrives with issue 3; the weights are cached in $$($(PY) -c 'from superposition import store; print(store.folder())')."
+	$(PY) book/build.py
 
-test: figures
+serve:
+	@test -f _build/html/index.html || { echo "no site yet: run \`make book\` first"; exit 1; }
+	@echo "serving _build/html on http://$(HOST):$(PORT)/ (Ctrl-C stops)"
+	$(PYTHON) -m http.server --bind $(HOST) --directory _build/html $(PORT)
+
+# The browser tests drive the built site, so the book is built first.
+test: book
 	$(PY) -m pytest
 
 lint: setup

@@ -39,7 +39,9 @@ def test_effective_features():
     eff = analysis.effective_features(W1)[0]
     assert eff.tolist() == pytest.approx([1, 1, 2, 4, 0])
     permuted = W1[:, torch.randperm(5)][:, :, torch.randperm(4)]
-    assert sorted(analysis.effective_features(permuted)[0].tolist()) == pytest.approx([0, 1, 1, 2, 4])
+    assert sorted(analysis.effective_features(permuted)[0].tolist()) == pytest.approx(
+        [0, 1, 1, 2, 4]
+    )
 
 
 def test_textbook_solution_computes_every_feature():
@@ -55,3 +57,35 @@ def test_one_sided_and_ignored_features_are_not_computed():
     sides = analysis.computed_sides(W1, W2, b)[0]
     assert sides.tolist() == [[True, True], [False, True], [False, False]]
     assert analysis.features_computed(W1, W2, b).tolist() == [1]
+
+
+def test_duplicate_neurons_are_counted_once():
+    W1, W2, b = abs_model(2)
+    assert analysis.duplicate_neurons(W1, W2).tolist() == [0]
+    W1 = torch.cat([W1, 2 * W1[:, :1]], dim=1)  # a fifth neuron repeating neuron 0 at twice the scale
+    W2 = torch.cat([W2, 0.5 * W2[:, :, :1]], dim=2)
+    assert analysis.duplicate_neurons(W1, W2).tolist() == [1]
+
+
+def test_dead_outputs():
+    W1, W2, b = abs_model(3)
+    assert analysis.dead_outputs(W1, W2, b).tolist() == [[False, False, False]]
+    W2[0, 1] = -W2[0, 1].abs()  # output 1 only ever receives negative input ...
+    b[0, 1] = -0.01  # ... and a negative bias: nothing switches it on
+    assert analysis.dead_outputs(W1, W2, b).tolist() == [[False, True, False]]
+    b[0, 1] = 0.2  # a positive bias keeps it alive (it outputs a constant)
+    assert analysis.dead_outputs(W1, W2, b).tolist() == [[False, False, False]]
+
+
+def test_monosemantic_loss_matches_a_simulation():
+    importance = 0.8 ** torch.arange(10.0)
+    W1, W2, b = abs_model(10)
+    W1, W2 = W1[:, [0, 1, 2, 10, 11, 12]], W2[:, :, [0, 1, 2, 10, 11, 12]]  # features 0-2 only
+    p = 0.3
+    b[0, 3:] = p / 2
+    g = torch.Generator().manual_seed(0)
+    x = (torch.rand(1, 200_000, 10, generator=g) * 2 - 1) * (torch.rand(1, 200_000, 10, generator=g) < p)
+    from superposition.model import weighted_loss
+
+    simulated = weighted_loss(AbsModel(W1, W2, b)(x), x, importance).item()
+    assert simulated == pytest.approx(analysis.monosemantic_loss(importance, p, 3), rel=0.02)

@@ -97,7 +97,7 @@ def _rewrite(path, tensors=None, **meta_changes):
 
     with safe_open(str(path), framework="pt") as f:
         meta = dict(f.metadata())
-        old = {k: f.get_tensor(k) for k in f.keys()}
+        old = {k: f.get_tensor(k) for k in f.keys()}  # noqa: SIM118 (not iterable)
     for key, value in meta_changes.items():
         if value is None:
             meta.pop(key)

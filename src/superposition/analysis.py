@@ -99,3 +99,47 @@ def primary_features(W1: Tensor) -> tuple[Tensor, Tensor]:  # ([instances, m], [
     index = W1.abs().argmax(-1)
     sign = torch.sign(torch.gather(W1, -1, index[..., None]))[..., 0]
     return index, sign
+
+
+def duplicate_neurons(W1: Tensor, W2: Tensor, cosine: float = 0.99) -> Tensor:  # [instances]
+    """How many live neurons repeat another live neuron (W1 rows within `cosine`).
+
+    Two such neurons compute the same ReLU up to scale, so one of them is wasted.
+    """
+    live = ~dead_neurons(W1, W2)
+    unit = W1.double() / W1.double().norm(dim=-1, keepdim=True).clamp_min(1e-300)
+    cos = unit @ unit.transpose(1, 2)  # [instances, m, m]
+    pair = (cos > cosine) & live[:, :, None] & live[:, None, :]
+    earlier = torch.ones_like(pair[0]).tril(-1).bool()  # count a neuron once, if an earlier one
+    return (pair & earlier).any(-1).sum(-1)
+
+
+def dead_outputs(W1: Tensor, W2: Tensor, b: Tensor) -> Tensor:  # [instances, n] bool
+    """Outputs that no input with a single active feature can switch on.
+
+    With feature k alone at value t in [-1, 1], output i's pre-activation is linear in |t|
+    on each side, so it is largest at t = 0 (just b_i) or t = +-1. An output that stays at
+    or below zero at all those points sits behind its ReLU with no gradient to leave.
+    """
+    W1, W2, b = W1.double(), W2.double(), b.double()
+    ends = torch.tensor([-1.0, 1.0], dtype=torch.float64)
+    hidden = torch.relu(W1[..., None] * ends)  # [instances, m, k, 2]
+    pre = torch.einsum("inm,imkt->inkt", W2, hidden) + b[..., None, None]  # [inst, n, k, 2]
+    return (b <= 0) & (pre.flatten(-2).amax(-1) <= 0)
+
+
+def monosemantic_loss(importance: Tensor, p: float, computed: int) -> float:
+    """Loss of the plain solution: the `computed` most important features exactly, the
+    rest replaced by their best constant E|x_i| = p/2, which costs Var|x_i| = p/3 - p^2/4."""
+    return float(importance[computed:].double().sum() * (p / 3 - p * p / 4))
+
+
+def neuron_order(W1: Tensor, W2: Tensor) -> list[int]:
+    """One instance's neurons (W1: [m, n]) sorted as in the paper's sweep figure: by the
+    importance of their largest feature (feature 0 first), positive side first, then by
+    how many features they read; dead neurons go last."""
+    index, sign = primary_features(W1[None])
+    eff = effective_features(W1[None])[0]
+    dead = dead_neurons(W1[None], W2[None])[0]
+    keys = zip(dead.tolist(), index[0].tolist(), (-sign[0]).tolist(), eff.tolist(), strict=True)
+    return [j for _, j in sorted((key, j) for j, key in enumerate(keys))]

@@ -33,6 +33,9 @@ class Experiment:
     lr: float
     weight_decay: float
     optimizer: str = "adamw"
+    init_scale: float = 1.0  # multiplies the Xavier-normal standard deviation of W1 and W2
+    # The output bias starts at 0 ("zero") or at E|x_i| = p/2, the best constant output ("mean").
+    bias_init: str = "zero"
     warmup_steps: int = 0  # linear warm-up from 0, then the schedule below
     lr_schedule: str = "constant"  # "constant" or "cosine" (decays to 0 at the last step)
     # Steps at which dead and duplicate neurons are recycled (see train.recycle); () = never.
@@ -50,6 +53,8 @@ class Experiment:
             raise ValueError(f"{self.name}: seeds must be distinct and non-empty")
         if self.optimizer not in ("adamw",):
             raise ValueError(f"{self.name}: unknown optimizer {self.optimizer!r}")
+        if self.bias_init not in ("zero", "mean"):
+            raise ValueError(f"{self.name}: unknown bias_init {self.bias_init!r}")
         if self.lr_schedule not in ("constant", "cosine"):
             raise ValueError(f"{self.name}: unknown lr_schedule {self.lr_schedule!r}")
         if not 0 <= self.warmup_steps < self.steps:
@@ -93,20 +98,38 @@ class Experiment:
 
 
 # The paper states no hyper-parameters for this section; the official toy-models notebook
-# trains with AdamW at lr 1e-3, batch 1024, 10,000 steps. We keep its optimiser, learning
-# rate and batch, and add one thing: every 500 steps until step 14,000, dead and duplicate
-# neurons are recycled (train.recycle), and training runs 20,000 steps so the recycled
-# neurons settle. Without it, the dense model computes only 11-13 of the 20 features its
-# 40 neurons can hold; the book's setup chapter shows why.
-_RECIPE = dict(
+# trains with AdamW at lr 1e-3, batch 1024, 10,000 steps, from Xavier-normal weights and a
+# zero bias. That recipe gets stuck in three ways here (the setup chapter measures each, on
+# the `plain-recipe` experiment below): duplicate neurons at p = 1, tangled neurons at
+# p = 0.1, and dead outputs at p = 0.001. Ours keeps AdamW and the batch and changes:
+#   init_scale 0.1          small weights untangle (features are picked up one by one)
+#   bias_init "mean"        each output starts at its best constant, E|x_i| = p/2, so no
+#                           output starts (and stays) dead behind its ReLU
+#   recycle_at              dead and duplicate neurons are freed every 500 steps to 14,000
+#   lr 3e-3, warm-up 500, cosine decay, 20,000 steps (so recycled neurons settle)
+RECIPE = dict(
     steps=20_000,
+    batch_size=1024,
+    lr=3e-3,
+    weight_decay=1e-2,
+    optimizer="adamw",
+    init_scale=0.1,
+    bias_init="mean",
+    warmup_steps=500,
+    lr_schedule="cosine",
+    recycle_at=tuple(range(500, 14_001, 500)),
+)
+PLAIN_RECIPE = dict(
+    steps=10_000,
     batch_size=1024,
     lr=1e-3,
     weight_decay=1e-2,
     optimizer="adamw",
+    init_scale=1.0,
+    bias_init="zero",
     warmup_steps=0,
     lr_schedule="constant",
-    recycle_at=tuple(range(500, 14_001, 500)),
+    recycle_at=(),
 )
 
 NO_SUPERPOSITION = Experiment(
@@ -118,7 +141,7 @@ NO_SUPERPOSITION = Experiment(
     feature_probs=(1.0,),
     importance_decay=1.0,
     seeds=(0, 1, 2, 3),
-    **_RECIPE,
+    **RECIPE,
 )
 
 SPARSITY_SWEEP = Experiment(
@@ -130,10 +153,24 @@ SPARSITY_SWEEP = Experiment(
     feature_probs=(1.0, 0.3, 0.1, 0.03, 0.01, 0.003, 0.001),
     importance_decay=0.8,
     seeds=(0, 1, 2, 3),
-    **_RECIPE,
+    **RECIPE,
 )
 
-REGISTRY: dict[str, Experiment] = {e.name: e for e in (NO_SUPERPOSITION, SPARSITY_SWEEP)}
+PLAIN_RECIPE_SWEEP = Experiment(
+    name="plain-recipe",
+    label="B0",
+    title="Experiment B at three sparsities, trained with the official notebook's recipe",
+    n_features=100,
+    n_hidden=40,
+    feature_probs=(1.0, 0.1, 0.001),
+    importance_decay=0.8,
+    seeds=(0, 1, 2, 3),
+    **PLAIN_RECIPE,
+)
+
+REGISTRY: dict[str, Experiment] = {
+    e.name: e for e in (NO_SUPERPOSITION, SPARSITY_SWEEP, PLAIN_RECIPE_SWEEP)
+}
 
 
 def get(name: str) -> Experiment:

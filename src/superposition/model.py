@@ -32,10 +32,16 @@ class AbsModel(nn.Module):
 
     @classmethod
     def initialise(
-        cls, n_features: int, n_hidden: int, seeds: Sequence[int], device: torch.device
+        cls,
+        n_features: int,
+        n_hidden: int,
+        seeds: Sequence[int],
+        device: torch.device,
+        scale: float = 1.0,
     ) -> AbsModel:
-        """Xavier-normal weights and a zero bias; instance k is drawn from `seeds[k]` alone."""
-        std = math.sqrt(2.0 / (n_features + n_hidden))
+        """Xavier-normal weights (times `scale`) and a zero bias; instance k is drawn from
+        `seeds[k]` alone."""
+        std = scale * math.sqrt(2.0 / (n_features + n_hidden))
         W1, W2 = [], []
         for seed in seeds:
             g = torch.Generator("cpu").manual_seed(seed)

@@ -37,10 +37,10 @@ from torch import Tensor
 
 from . import __version__
 from .experiments import Experiment, get
+from .paths import weights_folder
 from .train import TrainResult
 
 FORMAT = "superposition-weights/1"
-ENV_FOLDER = "SUPERPOSITION_WEIGHTS"
 TENSORS = ("W1", "W2", "b")
 _TRAINING_CODE = ("data.py", "model.py", "train.py")
 _LIST_KEYS = ("feature_probs", "seeds", "final_loss")
@@ -100,10 +100,7 @@ class Weights:
 
 def folder() -> Path:
     """$SUPERPOSITION_WEIGHTS, else `weights/` at the repository root, else ./weights."""
-    if os.environ.get(ENV_FOLDER):
-        return Path(os.environ[ENV_FOLDER])
-    root = Path(__file__).resolve().parents[2]
-    return root / "weights" if (root / "pyproject.toml").exists() else Path.cwd() / "weights"
+    return weights_folder()
 
 
 def path_for(experiment: Experiment, where: Path | None = None) -> Path:
@@ -183,6 +180,9 @@ def _atomic_write(path: Path, data: bytes) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
     try:
+        umask = os.umask(0)
+        os.umask(umask)
+        os.fchmod(fd, 0o666 & ~umask)  # mkstemp makes the file private; weights are not
         with os.fdopen(fd, "wb") as f:
             f.write(data)
             f.flush()

@@ -77,7 +77,12 @@ DUPLICATE_COSINE = 0.999
 
 
 @torch.no_grad()
-def recycle(model: AbsModel, optimiser: torch.optim.Optimizer, generator: torch.Generator) -> int:
+def recycle(
+    model: AbsModel,
+    optimiser: torch.optim.Optimizer,
+    generator: torch.Generator,
+    init_scale: float = 1.0,
+) -> int:
     """Free dead and duplicate neurons and give them a fresh random W1 row. Returns how many.
 
     Two neurons whose W1 rows are parallel compute the same ReLU up to a positive scale,
@@ -106,7 +111,7 @@ def recycle(model: AbsModel, optimiser: torch.optim.Optimizer, generator: torch.
                 continue
             W2[i, :, twin] += W2[i, :, j] * (norm[i, j] / norm[i, twin])
             freed.append((i, j))
-    std = math.sqrt(2.0 / (n + m))
+    std = math.sqrt(2.0 / (n + m)) * init_scale
     for i, j in freed:
         W1[i, j] = torch.randn(n, generator=generator, device=generator.device) * std
         W2[i, :, j] = 0
@@ -161,8 +166,15 @@ def train(experiment: Experiment, device: str | None = None, progress: bool = Tr
     probs = torch.tensor(experiment.instance_probs, dtype=torch.float32, device=dev)
     importance = torch.tensor(experiment.importance(), dtype=torch.float32, device=dev)
     model = AbsModel.initialise(
-        experiment.n_features, experiment.n_hidden, experiment.instance_seeds, dev
+        experiment.n_features,
+        experiment.n_hidden,
+        experiment.instance_seeds,
+        dev,
+        scale=experiment.init_scale,
     )
+    if experiment.bias_init == "mean":
+        with torch.no_grad():
+            model.b.copy_((probs / 2)[:, None].expand_as(model.b))
     optimiser = _optimiser(model, experiment)
     recycle_generator = torch.Generator(dev).manual_seed(experiment.data_seed + 1)
     step_fn = _step_function(experiment, probs, importance)
@@ -190,7 +202,7 @@ def train(experiment: Experiment, device: str | None = None, progress: bool = Tr
             param.grad = grad
         optimiser.step()
         if step + 1 in experiment.recycle_at:
-            recycled += recycle(model, optimiser, recycle_generator)
+            recycled += recycle(model, optimiser, recycle_generator, experiment.init_scale)
         if progress and step % 200 == 0:
             bar.set_postfix(mean_loss=f"{loss.mean().item():.4g}", recycled=recycled)
     bar.close()

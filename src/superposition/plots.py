@@ -1,0 +1,219 @@
+"""Three views of a model's weights: matrix, stack plot and graph. Each draws on an `ax`.
+
+Every function takes weights as plain tensors or arrays of one instance (W1: [m, n],
+W2: [n, m]) and returns the `ax` it drew on. Nothing here reads files, trains, or edits
+global matplotlib state; a chapter calls `use_style()` once.
+
+Colours: weights use one diverging map (`WEIGHT_CMAP`, red negative, blue positive,
+white at 0) in every view; feature i has colour `feature_colors(n)[i]` in every view.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import matplotlib as mpl
+import matplotlib.pyplot as plt
+import networkx as nx
+import numpy as np
+from matplotlib.axes import Axes
+from matplotlib.collections import PatchCollection
+from matplotlib.colors import Colormap, Normalize, TwoSlopeNorm
+from matplotlib.patches import Rectangle
+
+WEIGHT_CMAP = "RdBu"
+POSITIVE, NEGATIVE = "#2166ac", "#b2182b"  # the two ends of WEIGHT_CMAP
+# Graph edges below this |weight| (after rescaling, so relative to each neuron's largest
+# W1 weight of 1) are left out: they are invisible at any readable width anyway.
+GRAPH_THRESHOLD = 0.1
+
+STYLE = {
+    "figure.dpi": 100,
+    "savefig.dpi": 110,
+    "savefig.bbox": "tight",
+    "font.size": 9,
+    "axes.titlesize": 10,
+    "axes.spines.top": False,
+    "axes.spines.right": False,
+    "svg.fonttype": "none",
+}
+
+
+def use_style() -> None:
+    """The one explicit style call a chapter makes."""
+    plt.style.use(STYLE)
+
+
+def _np(a) -> np.ndarray:
+    return a.detach().cpu().numpy() if hasattr(a, "detach") else np.asarray(a)
+
+
+def feature_colors(n: int, cmap: str | Colormap = "viridis") -> list[tuple]:
+    """One colour per feature, by index (feature 0, the most important, first).
+
+    Ten or fewer features get distinct categorical colours; more get a continuous map.
+    """
+    if n <= 10:
+        return [mpl.colormaps["tab10"](i) for i in range(n)]
+    cmap = mpl.colormaps[cmap] if isinstance(cmap, str) else cmap
+    return [cmap(i / max(1, n - 1)) for i in range(n)]
+
+
+def matrix(
+    ax: Axes,
+    W,
+    *,
+    vmax: float | None = None,
+    xlabel: str = "feature",
+    ylabel: str = "neuron",
+    colorbar: bool = True,
+) -> Axes:
+    """Heat map of a weight matrix (rows by columns), diverging colours centred on 0.
+
+    Pass the same `vmax` to every panel of a figure for a shared colour scale.
+    """
+    W = _np(W)
+    vmax = float(np.abs(W).max()) if vmax is None else vmax
+    vmax = vmax if vmax > 0 else 1.0
+    image = ax.imshow(
+        W,
+        cmap=WEIGHT_CMAP,
+        norm=TwoSlopeNorm(0.0, -vmax, vmax),
+        aspect="auto",
+        interpolation="nearest",
+    )
+    ax.set_xlabel(xlabel)
+    ax.set_ylabel(ylabel)
+    rows, cols = W.shape
+    if cols <= 12:
+        ax.set_xticks(range(cols))
+    if rows <= 12:
+        ax.set_yticks(range(rows))
+    if colorbar:
+        ax.figure.colorbar(image, ax=ax, fraction=0.05, pad=0.02)
+    return ax
+
+
+def stack(
+    ax: Axes,
+    W1,
+    *,
+    colors: Sequence | None = None,
+    absolute: bool = False,
+    order: Sequence[int] | None = None,
+    shade: Sequence[float] | None = None,
+    min_weight: float = 0.0,
+) -> Axes:
+    """Stack plot: one column per neuron, one rectangle per weight of height |w|.
+
+    Each rectangle has its feature's colour; positive weights stack up from 0 and negative
+    ones down (with `absolute`, all stack up). `order` lists the neurons left to right;
+    `shade` (0..1 per neuron) greys the neuron's background; weights with |w| <=
+    `min_weight` are not drawn (0 draws every non-zero weight).
+    """
+    W1 = _np(W1)
+    m, n = W1.shape
+    colors = list(colors) if colors is not None else feature_colors(n)
+    order = list(order) if order is not None else list(range(m))
+    rects, faces = [], []
+    for column, j in enumerate(order):
+        up, down = 0.0, 0.0
+        for i in range(n):
+            w = float(W1[j, i])
+            if w == 0 or abs(w) <= min_weight:
+                continue
+            height = abs(w)
+            if w > 0 or absolute:
+                rects.append(Rectangle((column - 0.4, up), 0.8, height))
+                up += height
+            else:
+                down -= height
+                rects.append(Rectangle((column - 0.4, down), 0.8, height))
+            faces.append(colors[i])
+        if shade is not None and shade[j] > 0:
+            ax.axvspan(column - 0.5, column + 0.5, color="0.5", alpha=0.35 * float(shade[j]),
+                       lw=0, zorder=0)  # fmt: skip
+    ax.add_collection(PatchCollection(rects, facecolors=faces, edgecolors="white", linewidths=0.3))
+    ax.axhline(0, color="0.2", lw=0.6)
+    ax.set_xlim(-0.6, m - 0.4)
+    heights = np.where(W1[order] > 0, W1[order], 0).sum(1) if not absolute else None
+    top = np.abs(W1).sum(1).max() if absolute else max(1.0, float(heights.max()))
+    bottom = 0.0 if absolute else min(-1.0, float(np.where(W1 < 0, W1, 0).sum(1).min()))
+    ax.set_ylim(bottom * 1.05, top * 1.05)
+    ax.set_xlabel("neuron")
+    ax.set_ylabel("|W1| (stacked)" if absolute else "W1 (stacked)")
+    if m <= 12:
+        ax.set_xticks(range(m), [str(j) for j in order])
+    return ax
+
+
+def build_graph(W1, W2=None, *, threshold: float = GRAPH_THRESHOLD) -> nx.DiGraph:
+    """Features -> neurons (W1) -> outputs (W2); one edge per weight with |w| > threshold.
+
+    Nodes are ("x", i), ("h", j) and ("y", i) with a `layer` attribute (0, 1, 2); edges
+    carry `weight`. Input and output nodes appear only for features that have an edge.
+    """
+    W1 = _np(W1)
+    m, n = W1.shape
+    G = nx.DiGraph()
+    G.add_nodes_from((("h", j) for j in range(m)), layer=1)
+    for j, i in zip(*np.nonzero(np.abs(W1) > threshold), strict=True):
+        G.add_node(("x", int(i)), layer=0)
+        G.add_edge(("x", int(i)), ("h", int(j)), weight=float(W1[j, i]))
+    if W2 is not None:
+        W2 = _np(W2)
+        for i, j in zip(*np.nonzero(np.abs(W2) > threshold), strict=True):
+            G.add_node(("y", int(i)), layer=2)
+            G.add_edge(("h", int(j)), ("y", int(i)), weight=float(W2[i, j]))
+    return G
+
+
+def graph(
+    ax: Axes,
+    W1,
+    W2=None,
+    *,
+    colors: Sequence | None = None,
+    threshold: float = GRAPH_THRESHOLD,
+    width_scale: float = 2.0,
+    labels: bool = True,
+) -> Axes:
+    """Draw `build_graph` left to right: features, neurons, outputs.
+
+    Edge width is proportional to |w| and colour shows the sign (blue +, red -); input
+    and output nodes have their feature's colour. The layout is deterministic.
+    """
+    W1 = _np(W1)
+    n = W1.shape[1]
+    colors = list(colors) if colors is not None else feature_colors(n)
+    G = build_graph(W1, W2, threshold=threshold)
+    pos = {}
+    for layer in (0, 1, 2):
+        nodes = sorted(v for v, d in G.nodes(data=True) if d["layer"] == layer)
+        for rank, v in enumerate(nodes):
+            pos[v] = (float(layer), -(rank - (len(nodes) - 1) / 2) / max(1, len(nodes) - 1))
+    edges = list(G.edges(data="weight"))
+    nx.draw_networkx_edges(
+        G,
+        pos,
+        ax=ax,
+        edgelist=[(u, v) for u, v, _ in edges],
+        width=[width_scale * abs(w) for _, _, w in edges],
+        edge_color=[POSITIVE if w > 0 else NEGATIVE for _, _, w in edges],
+        arrows=False,
+        alpha=0.8,
+    )
+    node_colors = [colors[v[1]] if v[0] != "h" else "0.85" for v in G.nodes]
+    nx.draw_networkx_nodes(G, pos, ax=ax, node_color=node_colors, node_size=160,
+                           edgecolors="0.3", linewidths=0.5)  # fmt: skip
+    if labels:
+        names = {v: f"{v[0]}{v[1]}" for v in G.nodes}
+        nx.draw_networkx_labels(G, pos, labels=names, ax=ax, font_size=6)
+    ax.set_axis_off()
+    return ax
+
+
+def weight_colorbar(ax: Axes, vmax: float, label: str = "weight") -> None:
+    """A colour bar for the shared weight scale of a figure."""
+    mappable = mpl.cm.ScalarMappable(Normalize(-vmax, vmax), WEIGHT_CMAP)
+    ax.figure.colorbar(mappable, ax=ax, label=label, fraction=0.05, pad=0.02)
