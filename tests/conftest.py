@@ -18,7 +18,8 @@ def trained():
             except store.WeightsError:
                 from superposition.train import train
 
-                store.save(experiment, train(experiment, progress=False))
+                code_hash = store.content_hash(experiment)
+                store.save(experiment, train(experiment, progress=False), code_hash=code_hash)
                 cache[name] = store.load(experiment)
         return cache[name]
 

@@ -62,7 +62,9 @@ def test_one_sided_and_ignored_features_are_not_computed():
 def test_duplicate_neurons_are_counted_once():
     W1, W2, b = abs_model(2)
     assert analysis.duplicate_neurons(W1, W2).tolist() == [0]
-    W1 = torch.cat([W1, 2 * W1[:, :1]], dim=1)  # a fifth neuron repeating neuron 0 at twice the scale
+    W1 = torch.cat(
+        [W1, 2 * W1[:, :1]], dim=1
+    )  # a fifth neuron repeating neuron 0 at twice the scale
     W2 = torch.cat([W2, 0.5 * W2[:, :, :1]], dim=2)
     assert analysis.duplicate_neurons(W1, W2).tolist() == [1]
 
@@ -84,8 +86,29 @@ def test_monosemantic_loss_matches_a_simulation():
     p = 0.3
     b[0, 3:] = p / 2
     g = torch.Generator().manual_seed(0)
-    x = (torch.rand(1, 200_000, 10, generator=g) * 2 - 1) * (torch.rand(1, 200_000, 10, generator=g) < p)
+    x = (torch.rand(1, 200_000, 10, generator=g) * 2 - 1) * (
+        torch.rand(1, 200_000, 10, generator=g) < p
+    )
     from superposition.model import weighted_loss
 
     simulated = weighted_loss(AbsModel(W1, W2, b)(x), x, importance).item()
     assert simulated == pytest.approx(analysis.monosemantic_loss(importance, p, 3), rel=0.02)
+
+
+def test_superposition_measure():
+    W1, _, _ = abs_model(3)  # every feature has its own two neurons
+    assert analysis.superposition(W1).tolist() == [[0.0, 0.0, 0.0]]
+    shared = torch.tensor([[[1.0, 1.0, 0.0], [0.0, 0.0, 2.0]]])  # features 0, 1 share neuron 0
+    assert analysis.superposition(shared)[0].tolist() == pytest.approx([1.0, 1.0, 0.0])
+    half = torch.tensor([[[1.0, 0.5]]])  # one neuron, unequal weights
+    assert analysis.superposition(half)[0].tolist() == pytest.approx([0.25, 1.0])
+    assert analysis.superposition(torch.zeros(1, 2, 2))[0].tolist() == [0.0, 0.0]
+    perm = torch.randperm(3)
+    permuted = analysis.superposition(shared[:, :, perm])[0]
+    assert permuted.tolist() == pytest.approx(analysis.superposition(shared)[0][perm].tolist())
+
+
+def test_neuron_order_sorts_by_largest_feature_and_puts_dead_last():
+    W1 = torch.tensor([[0.0, 0.0, 1.0], [0.0, 0.0, 0.0], [1.0, 0.2, 0.0], [-1.0, 0.0, 0.0]])
+    W2 = torch.ones(3, 4)
+    assert analysis.neuron_order(W1, W2) == [2, 3, 0, 1]

@@ -66,8 +66,9 @@ def cmd_figures(args: argparse.Namespace, parser: argparse.ArgumentParser) -> in
             continue
         reason = "forced" if state == "fresh" else f"{state}: {detail}"
         print(f"{name}: training {experiment.n_instances} instances on {device} ({reason})")
+        code_hash = store.content_hash(experiment)
         result = train(experiment, device=device, progress=not args.quiet)
-        path = store.save(experiment, result)
+        path = store.save(experiment, result, code_hash=code_hash)
         print(
             f"{name}: {experiment.steps} steps in {result.seconds:.1f} s "
             f"({experiment.steps / result.seconds:.0f} steps/s), "

@@ -6,6 +6,8 @@ W2: [instances, n, m], b: [instances, n]) and work in float64 for exactness.
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 import torch
 from torch import Tensor
 
@@ -39,6 +41,20 @@ def effective_features(W1: Tensor) -> Tensor:  # [instances, m]
     num = sq.sum(-1) ** 2
     den = (sq**2).sum(-1)
     return torch.where(den > 0, num / den.clamp_min(1e-300), torch.zeros_like(num))
+
+
+def superposition(W1: Tensor) -> Tensor:  # [instances, n]
+    """The paper's measure of how much feature i shares its neurons with other features:
+    sum over j != i of (unit(W_i) . W_j)^2, with W_i the i-th column of W1 (the feature's
+    direction in neuron space). 0 for a feature no other feature overlaps, and for a
+    feature with no weight at all. Pass rescaled weights to measure what the figures show.
+    """
+    W = W1.double()  # [instances, m, n]
+    norm = W.norm(dim=1, keepdim=True)  # [instances, 1, n]
+    unit = W / norm.clamp_min(1e-300)
+    dots = unit.transpose(1, 2) @ W  # [instances, n, n]: unit(W_i) . W_j
+    dots = dots - torch.diag_embed(torch.diagonal(dots, dim1=1, dim2=2))
+    return (dots**2).sum(-1)
 
 
 def single_feature_response(
@@ -101,7 +117,11 @@ def primary_features(W1: Tensor) -> tuple[Tensor, Tensor]:  # ([instances, m], [
     return index, sign
 
 
-def duplicate_neurons(W1: Tensor, W2: Tensor, cosine: float = 0.99) -> Tensor:  # [instances]
+# Two live neurons whose W1 rows agree to within this cosine count as duplicates.
+DUPLICATE_COSINE = 0.99
+
+
+def duplicate_neurons(W1: Tensor, W2: Tensor, cosine: float = DUPLICATE_COSINE) -> Tensor:
     """How many live neurons repeat another live neuron (W1 rows within `cosine`).
 
     Two such neurons compute the same ReLU up to scale, so one of them is wasted.
@@ -143,3 +163,84 @@ def neuron_order(W1: Tensor, W2: Tensor) -> list[int]:
     dead = dead_neurons(W1[None], W2[None])[0]
     keys = zip(dead.tolist(), index[0].tolist(), (-sign[0]).tolist(), eff.tolist(), strict=True)
     return [j for _, j in sorted((key, j) for j, key in enumerate(keys))]
+
+
+# --- The asymmetric superposition motif (SPEC, experiment C) -----------------------------
+
+# A carrier neuron holds exactly two features: its rescaled W1 row has weight 1 on the
+# strong feature, a secondary weight of at most MOTIF_MAX_RATIO on the weak one, and
+# nothing else above MOTIF_FLOOR.
+MOTIF_MAX_RATIO = 0.5
+MOTIF_FLOOR = 0.05
+# Its two output weights are reciprocal: each feature's own side passes through the neuron
+# with a gain within this factor of the other's (plain superposition would have W2 equal).
+MOTIF_GAIN_FACTOR = 2.0
+# Ablating the inhibitor must raise the weak output's largest error, with the strong feature
+# alone on the carrier's side, by at least this much (outputs are on the scale of |x| <= 1).
+MOTIF_MIN_ERROR_RISE = 0.05
+
+
+@dataclass(frozen=True)
+class Motif:
+    """One asymmetric-superposition pair in one model (indices into the raw weights)."""
+
+    instance: int
+    carrier: int  # neuron that holds both features
+    inhibitor: int  # neuron that switches the weak output off when the strong feature fires
+    strong: int  # the feature that interferes strongly ...
+    weak: int  # ... with this feature's output
+    side: int  # +1 or -1: the sign of x_strong that activates the carrier
+    ratio: float  # |secondary W1| / |primary W1| of the carrier
+    interference: float  # weak output's input from the carrier, per unit |x_strong|
+    reverse_interference: float  # strong output's input from the carrier, per unit |x_weak|
+    inhibition: float  # weak output's negative input from the inhibitor, per unit |x_strong|
+    error_with: float  # weak output's largest error, strong feature alone on its side
+    error_without: float  # the same with the inhibitor's output weights set to zero
+
+
+def _weak_output_error(W1: Tensor, W2: Tensor, b: Tensor, strong: int, weak: int, side: int):
+    grid = side * torch.linspace(0.05, 1.0, 20, dtype=torch.float64)
+    hidden = torch.relu(W1[:, strong, None] * grid)  # [m, points]
+    out = torch.relu(W2[weak] @ hidden + b[weak])  # target |x_weak| = 0
+    return float(out.abs().max())
+
+
+def find_motifs(W1: Tensor, W2: Tensor, b: Tensor) -> list[Motif]:
+    """Every asymmetric-superposition pair in every instance, confirmed by ablation."""
+    R1, R2 = rescale(W1.double(), W2.double())
+    b = b.double()
+    dead = dead_neurons(W1, W2)
+    found = []
+    for k in range(R1.shape[0]):
+        for a in (~dead[k]).nonzero().flatten().tolist():
+            row = R1[k, a]
+            big = (row.abs() > MOTIF_FLOOR).nonzero().flatten().tolist()
+            if len(big) != 2:
+                continue
+            strong, weak = sorted(big, key=lambda i: -row[i].abs())
+            ratio = float(row[weak].abs() / row[strong].abs())
+            gain_strong = float(R2[k, strong, a] * row[strong].abs())
+            gain_weak = float(R2[k, weak, a] * row[weak].abs())
+            if ratio > MOTIF_MAX_RATIO or gain_strong <= 0 or gain_weak <= 0:
+                continue
+            if not 1 / MOTIF_GAIN_FACTOR <= gain_weak / gain_strong <= MOTIF_GAIN_FACTOR:
+                continue
+            side = int(torch.sign(row[strong]))
+            interference = float(R2[k, weak, a] * row[strong].abs())
+            with_all = _weak_output_error(R1[k], R2[k], b[k], strong, weak, side)
+            for c in (~dead[k]).nonzero().flatten().tolist():
+                inhibition = float(-R2[k, weak, c] * torch.relu(side * R1[k, c, strong]))
+                if c == a or inhibition < interference:
+                    continue
+                ablated = R2[k].clone()
+                ablated[:, c] = 0
+                without = _weak_output_error(R1[k], ablated, b[k], strong, weak, side)
+                if without - with_all < MOTIF_MIN_ERROR_RISE:
+                    continue
+                found.append(Motif(
+                    instance=k, carrier=a, inhibitor=c, strong=strong, weak=weak, side=side,
+                    ratio=ratio, interference=interference,
+                    reverse_interference=float(R2[k, strong, a] * row[weak].abs()),
+                    inhibition=inhibition, error_with=with_all, error_without=without,
+                ))  # fmt: skip
+    return found

@@ -48,15 +48,17 @@ def _np(a) -> np.ndarray:
     return a.detach().cpu().numpy() if hasattr(a, "detach") else np.asarray(a)
 
 
-def feature_colors(n: int, cmap: str | Colormap = "viridis") -> list[tuple]:
+def feature_colors(n: int, cmap: str | Colormap = "turbo") -> list[tuple]:
     """One colour per feature, by index (feature 0, the most important, first).
 
-    Ten or fewer features get distinct categorical colours; more get a continuous map.
+    Ten or fewer features get distinct categorical colours. More get a continuous map on
+    the square root of the index, which spreads the important (low-index) features apart:
+    with n = 100, features 0 to 20 span the first half of the map.
     """
     if n <= 10:
         return [mpl.colormaps["tab10"](i) for i in range(n)]
     cmap = mpl.colormaps[cmap] if isinstance(cmap, str) else cmap
-    return [cmap(i / max(1, n - 1)) for i in range(n)]
+    return [cmap(0.05 + 0.9 * (i / (n - 1)) ** 0.5) for i in range(n)]
 
 
 def matrix(
@@ -133,7 +135,8 @@ def stack(
         if shade is not None and shade[j] > 0:
             ax.axvspan(column - 0.5, column + 0.5, color="0.5", alpha=0.35 * float(shade[j]),
                        lw=0, zorder=0)  # fmt: skip
-    ax.add_collection(PatchCollection(rects, facecolors=faces, edgecolors="white", linewidths=0.3))
+    edge = 0.3 if len(rects) < 200 else 0.1  # thin separators where rectangles are many
+    ax.add_collection(PatchCollection(rects, facecolors=faces, edgecolors="white", linewidths=edge))
     ax.axhline(0, color="0.2", lw=0.6)
     ax.set_xlim(-0.6, m - 0.4)
     heights = np.where(W1[order] > 0, W1[order], 0).sum(1) if not absolute else None
@@ -176,20 +179,30 @@ def graph(
     colors: Sequence | None = None,
     threshold: float = GRAPH_THRESHOLD,
     width_scale: float = 2.0,
+    max_width: float = 4.0,
     labels: bool = True,
+    order: Sequence[int] | None = None,
+    node_colors: Sequence | None = None,
 ) -> Axes:
     """Draw `build_graph` left to right: features, neurons, outputs.
 
-    Edge width is proportional to |w| and colour shows the sign (blue +, red -); input
-    and output nodes have their feature's colour. The layout is deterministic.
+    Edge width is `width_scale` * |w| (at most `max_width`) and colour shows the sign
+    (blue +, red -); input and output nodes have their feature's colour, hidden nodes grey
+    (or `node_colors`, one per neuron). Neurons are stacked top to bottom in `order`
+    (default: by index); features by index. The layout is deterministic.
     """
     W1 = _np(W1)
     n = W1.shape[1]
     colors = list(colors) if colors is not None else feature_colors(n)
     G = build_graph(W1, W2, threshold=threshold)
+    m = W1.shape[0]
+    rank_of = {j: r for r, j in enumerate(order if order is not None else range(m))}
     pos = {}
     for layer in (0, 1, 2):
-        nodes = sorted(v for v, d in G.nodes(data=True) if d["layer"] == layer)
+        nodes = sorted(
+            (v for v, d in G.nodes(data=True) if d["layer"] == layer),
+            key=lambda v: rank_of[v[1]] if v[0] == "h" else v[1],
+        )
         for rank, v in enumerate(nodes):
             pos[v] = (float(layer), -(rank - (len(nodes) - 1) / 2) / max(1, len(nodes) - 1))
     edges = list(G.edges(data="weight"))
@@ -198,19 +211,32 @@ def graph(
         pos,
         ax=ax,
         edgelist=[(u, v) for u, v, _ in edges],
-        width=[width_scale * abs(w) for _, _, w in edges],
+        width=[min(max_width, width_scale * abs(w)) for _, _, w in edges],
         edge_color=[POSITIVE if w > 0 else NEGATIVE for _, _, w in edges],
         arrows=False,
         alpha=0.8,
     )
-    node_colors = [colors[v[1]] if v[0] != "h" else "0.85" for v in G.nodes]
-    nx.draw_networkx_nodes(G, pos, ax=ax, node_color=node_colors, node_size=160,
+    hidden = list(node_colors) if node_colors is not None else ["0.85"] * m
+    fill = [colors[v[1]] if v[0] != "h" else hidden[v[1]] for v in G.nodes]
+    nx.draw_networkx_nodes(G, pos, ax=ax, node_color=fill, node_size=160,
                            edgecolors="0.3", linewidths=0.5)  # fmt: skip
     if labels:
         names = {v: f"{v[0]}{v[1]}" for v in G.nodes}
         nx.draw_networkx_labels(G, pos, labels=names, ax=ax, font_size=6)
     ax.set_axis_off()
     return ax
+
+
+def value_colors(values: Sequence[float], cmap: str = "plasma", vmax: float = 1.0) -> list:
+    """Colours for per-feature values (e.g. superposition) on [0, vmax], clipped."""
+    scale = mpl.colormaps[cmap]
+    return [scale(min(max(float(v) / vmax, 0.0), 1.0)) for v in values]
+
+
+def value_colorbar(ax: Axes, label: str, cmap: str = "plasma", vmax: float = 1.0) -> None:
+    """The colour bar that goes with `value_colors`."""
+    mappable = mpl.cm.ScalarMappable(Normalize(0, vmax), cmap)
+    ax.figure.colorbar(mappable, ax=ax, label=label, fraction=0.05, pad=0.02)
 
 
 def weight_colorbar(ax: Axes, vmax: float, label: str = "weight") -> None:

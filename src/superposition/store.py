@@ -123,7 +123,14 @@ def tensor_sha256(tensors: dict[str, Tensor]) -> str:
     return h.hexdigest()
 
 
-def save(experiment: Experiment, result: TrainResult, where: Path | None = None) -> Path:
+def save(
+    experiment: Experiment,
+    result: TrainResult,
+    where: Path | None = None,
+    code_hash: str | None = None,
+) -> Path:
+    """Write the weights atomically. Pass `code_hash` = `content_hash(experiment)` taken
+    before training, so code edited during a run is not credited to its weights."""
     tensors = {
         "W1": result.W1.float().contiguous(),
         "W2": result.W2.float().contiguous(),
@@ -134,7 +141,7 @@ def save(experiment: Experiment, result: TrainResult, where: Path | None = None)
         "format": FORMAT,
         "experiment": experiment.name,
         "config": experiment.to_json(),
-        "content_hash": content_hash(experiment),
+        "content_hash": code_hash or content_hash(experiment),
         "feature_probs": json.dumps(experiment.instance_probs),
         "seeds": json.dumps(experiment.instance_seeds),
         "final_loss": json.dumps([float(x) for x in result.final_loss]),

@@ -141,6 +141,29 @@ def _compile_wanted(device: torch.device) -> bool:
     return os.environ.get("SUPERPOSITION_COMPILE", "1") != "0" and device.type in ("cpu", "cuda")
 
 
+class _CompiledStep:
+    """torch.compile(step_fn), falling back to the eager function if compiling fails on the
+    first call (for example without a C++ compiler): slower, the same computation."""
+
+    def __init__(self, step_fn) -> None:
+        self.eager = step_fn
+        self.fn = torch.compile(step_fn, dynamic=False, fullgraph=True)
+        self.checked = False
+
+    def __call__(self, *args):
+        if self.checked:
+            return self.fn(*args)
+        try:
+            out = self.fn(*args)
+        except Exception as exc:  # noqa: BLE001 - any compiler failure falls back to eager
+            print(f"torch.compile failed ({type(exc).__name__}: {exc}); training eagerly",
+                  file=sys.stderr)  # fmt: skip
+            self.fn = self.eager
+            out = self.fn(*args)
+        self.checked = True
+        return out
+
+
 def _step_function(experiment: Experiment, probs: Tensor, importance: Tensor):
     batch, n, seed = experiment.batch_size, experiment.n_features, experiment.data_seed
 
@@ -179,7 +202,7 @@ def train(experiment: Experiment, device: str | None = None, progress: bool = Tr
     recycle_generator = torch.Generator(dev).manual_seed(experiment.data_seed + 1)
     step_fn = _step_function(experiment, probs, importance)
     if _compile_wanted(dev):
-        step_fn = torch.compile(step_fn, dynamic=False, fullgraph=True)
+        step_fn = _CompiledStep(step_fn)
 
     bar = tqdm(
         range(experiment.steps),
