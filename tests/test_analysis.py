@@ -112,3 +112,35 @@ def test_neuron_order_sorts_by_largest_feature_and_puts_dead_last():
     W1 = torch.tensor([[0.0, 0.0, 1.0], [0.0, 0.0, 0.0], [1.0, 0.2, 0.0], [-1.0, 0.0, 0.0]])
     W2 = torch.ones(3, 4)
     assert analysis.neuron_order(W1, W2) == [2, 3, 0, 1]
+
+
+def hand_built_motif(inhibition: float = -5.0):
+    """Features 0 (strong) and 1 (weak). Neuron 0 carries x0+ (weight 1) and x1- (weight
+    -0.25) with reciprocal output weights 1 and 4, so x0 leaks into output 1 at 4 per unit;
+    neuron 1 fires on x0+ and inhibits output 1; neurons 2, 3 are the remaining sides."""
+    W1 = torch.tensor([[[1.0, -0.25], [1.0, 0.0], [-1.0, 0.0], [0.0, 1.0]]])
+    W2 = torch.tensor([[[1.0, 0.0, 1.0, 0.0], [4.0, inhibition, 0.0, 1.0]]])
+    return W1, W2, torch.zeros(1, 2)
+
+
+def test_hand_built_motif_is_found_and_confirmed():
+    W1, W2, b = hand_built_motif()
+    assert analysis.features_computed(W1, W2, b).tolist() == [2]
+    (motif,) = analysis.find_motifs(W1, W2, b)
+    assert (motif.carrier, motif.inhibitor, motif.strong, motif.weak, motif.side) == (0, 1, 0, 1, 1)
+    assert motif.ratio == pytest.approx(0.25)
+    assert motif.interference == pytest.approx(4.0) and motif.inhibition == pytest.approx(5.0)
+    assert motif.reverse_interference == pytest.approx(0.25)
+    assert motif.error_with == 0 and motif.error_without == pytest.approx(4.0)
+
+
+def test_no_motif_without_enough_inhibition_or_in_plain_models():
+    assert analysis.find_motifs(*hand_built_motif(inhibition=-3.0)) == []  # leak not cancelled
+    assert analysis.find_motifs(*abs_model(4)) == []
+    W1, W2, b = hand_built_motif()
+    W2[0, 1, 0] = 1.0  # output weights no longer reciprocal: plain superposition
+    assert analysis.find_motifs(W1, W2, b) == []
+    permuted = torch.tensor([1, 0])  # the same motif with the features swapped is still found
+    W1, W2, b = hand_built_motif()
+    (motif,) = analysis.find_motifs(W1[:, :, permuted], W2[:, permuted], b)
+    assert (motif.strong, motif.weak) == (1, 0)

@@ -167,11 +167,12 @@ def neuron_order(W1: Tensor, W2: Tensor) -> list[int]:
 
 # --- The asymmetric superposition motif (SPEC, experiment C) -----------------------------
 
-# A carrier neuron holds exactly two features: its rescaled W1 row has weight 1 on the
-# strong feature, a secondary weight of at most MOTIF_MAX_RATIO on the weak one, and
-# nothing else above MOTIF_FLOOR.
+# A carrier neuron holds two features: its rescaled W1 row has weight 1 on the strong
+# feature, a secondary weight between MOTIF_FLOOR and MOTIF_MAX_RATIO on the weak one, and
+# every other weight at most MOTIF_THIRD times the secondary one.
 MOTIF_MAX_RATIO = 0.5
 MOTIF_FLOOR = 0.05
+MOTIF_THIRD = 0.5
 # Its two output weights are reciprocal: each feature's own side passes through the neuron
 # with a gain within this factor of the other's (plain superposition would have W2 equal).
 MOTIF_GAIN_FACTOR = 2.0
@@ -214,11 +215,11 @@ def find_motifs(W1: Tensor, W2: Tensor, b: Tensor) -> list[Motif]:
     for k in range(R1.shape[0]):
         for a in (~dead[k]).nonzero().flatten().tolist():
             row = R1[k, a]
-            big = (row.abs() > MOTIF_FLOOR).nonzero().flatten().tolist()
-            if len(big) != 2:
+            size, index = row.abs().sort(descending=True)
+            if size[1] < MOTIF_FLOOR or (len(size) > 2 and size[2] > MOTIF_THIRD * size[1]):
                 continue
-            strong, weak = sorted(big, key=lambda i: -row[i].abs())
-            ratio = float(row[weak].abs() / row[strong].abs())
+            strong, weak = int(index[0]), int(index[1])
+            ratio = float(size[1] / size[0])
             gain_strong = float(R2[k, strong, a] * row[strong].abs())
             gain_weak = float(R2[k, weak, a] * row[weak].abs())
             if ratio > MOTIF_MAX_RATIO or gain_strong <= 0 or gain_weak <= 0:

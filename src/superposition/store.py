@@ -37,6 +37,7 @@ from torch import Tensor
 
 from . import __version__
 from .experiments import Experiment, get
+from .paths import ENV_FOLDER as ENV_FOLDER  # re-exported: store.ENV_FOLDER
 from .paths import weights_folder
 from .train import TrainResult
 
