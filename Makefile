@@ -53,8 +53,12 @@ test: book
 	$(PY) -m pytest
 
 lint: setup
-	$(VENV)/bin/ruff check src tests
-	$(VENV)/bin/ruff format --check src tests
+	$(VENV)/bin/ruff check src tests book bench
+	$(VENV)/bin/ruff format --check src tests book bench
 
 clean:
 	rm -rf _build .pytest_cache .ruff_cache
+
+# Training speed, side by side (not part of `make test`).
+bench: setup
+	$(PY) bench/bench_train.py

@@ -1,0 +1,194 @@
+"""Training speed, measured side by side: our trainer against the two common ways to train
+these models, and against the matrix-multiply bound of this machine.
+
+    make bench                       # or: .venv/bin/python bench/bench_train.py [--steps N]
+
+Work: experiment B (every sparsity and seed, batch 1024) and experiment A. Each method runs
+in its own process (so peak memory is its own), `--repeats` times; the table shows the
+median steps/s. Compilation is timed separately and excluded from steps/s. Ratios are
+against the einsum loop, the loop of ARENA's superposition exercises and of the official
+notebook: Adam at lr 1e-3, a fresh `torch.rand` batch every step, autograd.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import resource
+import statistics
+import subprocess
+import sys
+import time
+
+import torch
+
+from superposition import experiments
+from superposition.model import AbsModel
+
+
+def flops_per_step(e: experiments.Experiment) -> float:
+    """Multiply-adds of the five matrix products of one step (forward 2, backward 3), x2."""
+    return 2 * 5 * e.n_instances * e.batch_size * e.n_features * e.n_hidden
+
+
+def run_ours(e: experiments.Experiment, steps: int) -> dict:
+    from superposition import train
+
+    probs = torch.tensor(e.instance_probs)
+    importance = torch.tensor(e.importance())
+    model = AbsModel.initialise(e.n_features, e.n_hidden, e.instance_seeds, torch.device("cpu"))
+    optimiser = train._optimiser(model, e)
+    step_fn = train._CompiledStep(train._step_function(e, probs, importance))
+    params = tuple(model.parameters())
+    raw = tuple(p.detach() for p in params)
+
+    def step(t: int) -> None:
+        loss, *grads = step_fn(*raw, torch.tensor(t))
+        for p, g in zip(params, grads, strict=True):
+            p.grad = g
+        optimiser.step()
+
+    start = time.perf_counter()
+    step(0)
+    compile_s = time.perf_counter() - start
+    return {"compile_s": compile_s, **_timed(step, steps)}
+
+
+def run_einsum(e: experiments.Experiment, steps: int) -> dict:
+    g = torch.Generator().manual_seed(0)
+    std = (2 / (e.n_features + e.n_hidden)) ** 0.5
+    W1 = (torch.randn(e.n_instances, e.n_hidden, e.n_features, generator=g) * std).requires_grad_()
+    W2 = (torch.randn(e.n_instances, e.n_features, e.n_hidden, generator=g) * std).requires_grad_()
+    b = torch.zeros(e.n_instances, e.n_features, requires_grad=True)
+    optimiser = torch.optim.Adam([W1, W2, b], lr=1e-3)
+    probs = torch.tensor(e.instance_probs)[None, :, None]
+    importance = torch.tensor(e.importance())
+
+    def step(t: int) -> None:
+        shape = (e.batch_size, e.n_instances, e.n_features)
+        x = torch.where(torch.rand(shape) <= probs, torch.rand(shape) * 2 - 1, 0.0)
+        h = torch.relu(torch.einsum("bif,ihf->bih", x, W1))
+        out = torch.relu(torch.einsum("bih,ifh->bif", h, W2) + b)
+        loss = (importance * (x.abs() - out) ** 2).mean(dim=(0, 2)).sum()
+        optimiser.zero_grad()
+        loss.backward()
+        optimiser.step()
+
+    return _timed(step, steps)
+
+
+def run_naive(e: experiments.Experiment, steps: int) -> dict:
+    models, optimisers = [], []
+    for _ in range(e.n_instances):
+        model = torch.nn.Sequential(
+            torch.nn.Linear(e.n_features, e.n_hidden, bias=False),
+            torch.nn.ReLU(),
+            torch.nn.Linear(e.n_hidden, e.n_features),
+            torch.nn.ReLU(),
+        )
+        models.append(model)
+        optimisers.append(torch.optim.Adam(model.parameters(), lr=1e-3))
+    importance = torch.tensor(e.importance())
+
+    def step(t: int) -> None:
+        for p, model, optimiser in zip(e.instance_probs, models, optimisers, strict=True):
+            shape = (e.batch_size, e.n_features)
+            x = torch.where(torch.rand(shape) <= p, torch.rand(shape) * 2 - 1, 0.0)
+            loss = (importance * (x.abs() - model(x)) ** 2).sum(-1).mean()
+            optimiser.zero_grad()
+            loss.backward()
+            optimiser.step()
+
+    return _timed(step, steps)
+
+
+def run_bound(e: experiments.Experiment, steps: int) -> dict:
+    """Only the five batched matrix products of a step, at the step's shapes."""
+    k, B, n, m = e.n_instances, e.batch_size, e.n_features, e.n_hidden
+    x, d = torch.rand(k, B, n), torch.rand(k, B, n)
+    h, W1, W2 = torch.rand(k, B, m), torch.rand(k, m, n), torch.rand(k, n, m)
+
+    def step(t: int) -> None:
+        torch.bmm(x, W1.transpose(1, 2))
+        torch.bmm(h, W2.transpose(1, 2))
+        torch.bmm(d.transpose(1, 2), h)
+        torch.bmm(d, W2)
+        torch.bmm(h.transpose(1, 2), x)
+
+    return _timed(step, steps)
+
+
+def _timed(step, steps: int) -> dict:
+    for t in range(min(20, steps)):  # warm-up
+        step(t)
+    start = time.perf_counter()
+    for t in range(steps):
+        step(t)
+    seconds = time.perf_counter() - start
+    return {"steps_per_s": steps / seconds}
+
+
+METHODS = {"ours": run_ours, "einsum": run_einsum, "naive": run_naive, "bound": run_bound}
+
+
+def child(method: str, name: str, steps: int) -> None:
+    torch.manual_seed(0)
+    result = METHODS[method](experiments.get(name), steps)
+    result["peak_rss_mib"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    print(json.dumps(result))
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--steps", type=int, default=300, help="timed steps per run")
+    parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument(
+        "--child", nargs=2, metavar=("METHOD", "EXPERIMENT"), help=argparse.SUPPRESS
+    )
+    args = parser.parse_args()
+    if args.child:
+        child(*args.child, args.steps)
+        return
+    print(f"torch {torch.__version__}, {torch.get_num_threads()} threads; median of {args.repeats}")
+    for name in ("sparsity-sweep", "no-superposition"):
+        e = experiments.get(name)
+        rows = {}
+        for method in METHODS:
+            runs = []
+            for _ in range(args.repeats):
+                out = subprocess.run(
+                    [sys.executable, __file__, "--child", method, name, "--steps", str(args.steps)],
+                    capture_output=True, text=True, check=True,
+                )  # fmt: skip
+                runs.append(json.loads(out.stdout.strip().splitlines()[-1]))
+            rows[method] = {key: statistics.median(r[key] for r in runs) for key in runs[0]}
+        flops = flops_per_step(e)
+        base = rows["einsum"]["steps_per_s"]
+        bound = rows["bound"]["steps_per_s"]
+        print(
+            f"\n{e.label} {name}: {e.n_instances} instances, batch {e.batch_size}, "
+            f"n {e.n_features}, m {e.n_hidden}; {flops / 1e9:.3f} GFLOP of matmul per step"
+        )
+        print(
+            f"{'method':<32}{'steps/s':>10}{'x einsum':>10}{'GFLOP/s':>10}{'of bound':>10}"
+            f"{'RSS MiB':>10}{'full run s':>12}"
+        )
+        labels = {
+            "ours": "ours (compiled, hand backward)",
+            "einsum": "einsum loop (autograd)",
+            "naive": "naive per-model loop",
+            "bound": "matmul bound (5 bmm only)",
+        }
+        for method, row in rows.items():
+            sps = row["steps_per_s"]
+            full = e.steps / sps + row.get("compile_s", 0.0)
+            print(
+                f"{labels[method]:<32}{sps:>10.1f}{sps / base:>10.2f}{sps * flops / 1e9:>10.1f}"
+                f"{sps / bound:>10.0%}{row['peak_rss_mib']:>10.0f}{full:>12.0f}"
+            )
+        if "compile_s" in rows["ours"]:
+            print(f"(ours: first step, which compiles, took {rows['ours']['compile_s']:.1f} s)")
+
+
+if __name__ == "__main__":
+    main()
