@@ -10,7 +10,13 @@ import math
 import pytest
 import torch
 
-from superposition.data import counter_bits, counter_sample, eval_batch, sample
+from superposition.data import (
+    _hash32,
+    _hash32_int,
+    counter_bits,
+    counter_sample,
+    sample,
+)
 
 PROBS = [1.0, 0.3, 0.03, 0.001]
 
@@ -73,13 +79,6 @@ def test_same_seed_same_batch_other_seed_other_batch():
     assert not torch.equal(draw(7), draw(8))
 
 
-def test_eval_batch_is_fixed_by_its_seed():
-    probs = torch.tensor([0.2])
-    a = eval_batch(128, probs, 5, seed=3, device=torch.device("cpu"))
-    b = eval_batch(128, probs, 5, seed=3, device=torch.device("cpu"))
-    assert torch.equal(a, b)
-
-
 @pytest.mark.parametrize("bad", [[0.0], [1.5], [-0.1]])
 def test_bad_probabilities_are_refused(bad):
     with pytest.raises(ValueError, match="probabilit"):
@@ -102,8 +101,22 @@ def test_counter_batches_differ_between_steps_and_seeds():
 
 def test_counter_bits_have_no_collisions_within_a_step():
     z = counter_bits(7, torch.tensor(123_456), (64, 1024, 16), torch.device("cpu"))
-    assert z.min() >= 0 and z.max() < 2**32
+    assert z.dtype == torch.int32
     assert z.unique().numel() == z.numel()
+
+
+def reference_bits(seed, step, numel):
+    """The counter hash written plainly in int64: hash each element's 64-bit counter."""
+    counter = torch.arange(numel, dtype=torch.int64) + step * numel
+    high = _hash32((counter >> 32) ^ _hash32_int(seed & 0xFFFFFFFF))
+    return _hash32((counter & 0xFFFFFFFF) ^ high)
+
+
+@pytest.mark.parametrize("step", [0, 1, 1495, 1496, 10**9])  # 1496: the low half wraps
+def test_counter_bits_equal_the_plain_64_bit_definition(step):
+    numel = 2_870_000
+    z = counter_bits(3, torch.tensor(step), (numel,), torch.device("cpu"))
+    assert torch.equal(z.to(torch.int64) & 0xFFFFFFFF, reference_bits(3, step, numel))
 
 
 def test_compiled_counter_sampler_matches_eager():

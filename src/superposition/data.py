@@ -6,8 +6,10 @@ Each feature x_i is independently 0 with probability S = 1 - p and otherwise uni
 
 Two samplers draw this distribution, both from explicit seeds and never from global state:
 
-* `sample` uses a `torch.Generator`; it is the reference, and draws the evaluation batches.
-* `counter_sample` is what training uses: each element is a hash of (seed, step, index),
+* `sample` uses a `torch.Generator`; it is the reference, which the tests hold the other
+  sampler to, and which the book uses to show example inputs.
+* `counter_sample` is what training and evaluation use: each element is a hash of (seed,
+  step, index),
   so a batch costs no generator state and fuses into one compiled loop. One uniform number
   per element decides both presence and value: with u uniform on [0, 1), the element is
   present when u < p, and then u / p is again uniform on [0, 1), so 2u/p - 1 is uniform on
@@ -47,14 +49,6 @@ def sample(
     return values * present
 
 
-def eval_batch(
-    batch_size: int, feature_probs: Tensor, n_features: int, seed: int, device: torch.device
-) -> Tensor:  # [instances, batch, features]
-    """A fixed evaluation batch, drawn on the CPU so it is the same on every device."""
-    generator = torch.Generator("cpu").manual_seed(seed)
-    return sample(batch_size, feature_probs.cpu(), n_features, generator).to(device)
-
-
 def _hash32(z: Tensor) -> Tensor:
     """A bijective 32-bit integer mix (multiply-xorshift), on int64 holding 32-bit values."""
     z = ((z ^ (z >> 16)) * _MULTIPLIER) & _MASK32
@@ -69,34 +63,60 @@ def _hash32_int(z: int) -> int:
     return z ^ (z >> 16)
 
 
+_SIGN = -(2**31)  # the int32 with only its sign bit set
+
+
+def _mix32(z: Tensor) -> Tensor:
+    """`_hash32` on int32 tensors: the same 32 bits in wrapping int32 arithmetic, which a
+    compiler vectorises twice as wide as int64 (the shifts are masked to act unsigned)."""
+    z = (z ^ ((z >> 16) & 0xFFFF)) * _MULTIPLIER
+    z = (z ^ ((z >> 16) & 0xFFFF)) * _MULTIPLIER
+    return z ^ ((z >> 16) & 0xFFFF)
+
+
+def _as_int32(z: Tensor) -> Tensor:
+    """int64 values in [0, 2**32) -> the int32 values with the same 32 bits."""
+    return (z - ((z >> 31) << 32)).to(torch.int32)
+
+
 def counter_bits(seed: int, step: Tensor, shape: tuple[int, ...], device) -> Tensor:
-    """Uniform 32-bit integers (in int64), a pure function of (seed, step, element index).
+    """Uniform 32-bit numbers (int32 bit patterns), a pure function of (seed, step, index).
 
     `step` is a 0-d int64 tensor (a tensor, so a compiled caller is not rebuilt per step).
-    The counter step * numel + index is hashed in two halves: the high half (mixed with
-    the seed) keys a bijective hash of the low half, so within one step no two elements
-    share a number and no counter is ever reused.
+    Element i of step t has the 64-bit counter c = t * numel + i, which is never reused.
+    Its high half, mixed with the seed, keys a bijective hash of its low half:
+    z = hash(low(c) xor hash(high(c) xor hash(seed))), so within one step no two elements
+    share a number. Within a step the high half takes at most two values, so the keys are
+    computed once per step and each element only does 32-bit work.
     """
     numel = 1
     for size in shape:
         numel *= size
-    counter = torch.arange(numel, dtype=torch.int64, device=device).view(shape)
-    counter = counter + step.to(device) * numel
-    high = _hash32((counter >> 32) ^ _hash32_int(seed & _MASK32))
-    return _hash32((counter & _MASK32) ^ high)
+    if numel >= 2**31:
+        raise ValueError("a batch of 2**31 or more elements needs a wider counter")
+    base = step.to(device=device, dtype=torch.int64) * numel  # counter of element 0
+    seed_key = _hash32_int(seed & _MASK32)
+    key0 = _as_int32(_hash32((base >> 32) ^ seed_key))
+    key1 = _as_int32(_hash32(((base >> 32) + 1) ^ seed_key))  # after the low half wraps
+    start = _as_int32(base & _MASK32)
+    low = start + torch.arange(numel, dtype=torch.int32, device=device).view(shape)  # wraps
+    wrapped = (low ^ _SIGN) < (start ^ _SIGN)  # unsigned comparison: low passed 2**32
+    return _mix32(low ^ torch.where(wrapped, key1, key0))
 
 
 def sparse_from_bits(z: Tensor, feature_probs: Tensor) -> Tensor:
-    """z: [instances, batch, features] uniform on [0, 2**32) -> sparse inputs, float32.
+    """z: [instances, batch, features] 32-bit uniform numbers -> sparse inputs, float32.
 
-    With u = z / 2**32, the element is present when u < p, and 2u/p - 1 is its value. The
-    comparison is done on the integers, so presence is exact; the value is z times a
-    float32 scale, exact to about 1e-7.
+    With u = z / 2**32 (z read unsigned), the element is present when u < p, and 2u/p - 1
+    is its value. Presence is decided on the integers, so it is exact; the value is z times
+    a float32 scale, exact to about 1e-7.
     """
     p = feature_probs.double()[:, None, None]
-    threshold = torch.ceil(p * 2.0**32).long()
+    # unsigned z < ceil(p 2**32)  <=>  signed (z xor sign bit) <= ceil(p 2**32) - 2**31 - 1
+    limit = (torch.ceil(p * 2.0**32) - 2.0**31 - 1).to(torch.int32)
     scale = (2.0 / (p * 2.0**32)).float()
-    return (z.float() * scale - 1) * (z < threshold)
+    shifted = z ^ _SIGN  # z - 2**31, as a signed number
+    return ((shifted.float() + 2.0**31) * scale - 1) * (shifted <= limit)
 
 
 def counter_sample(

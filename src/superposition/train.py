@@ -22,7 +22,7 @@ import torch
 from torch import Tensor
 from tqdm import tqdm
 
-from .data import counter_sample, eval_batch
+from .data import counter_sample
 from .experiments import Experiment
 from .model import AbsModel, loss_and_grads, weighted_loss
 
@@ -121,18 +121,26 @@ def recycle(
     return len(freed)
 
 
+_EVAL_CHUNK = 4096  # evaluation rows per chunk
+
+
 @torch.no_grad()
 def evaluate(model: AbsModel, experiment: Experiment, probs: Tensor) -> list[float]:
-    """Per-instance loss on the experiment's fixed evaluation batch, in chunks."""
-    device = model.W1.device
-    x = eval_batch(
-        experiment.eval_batch_size, probs, experiment.n_features, experiment.eval_seed, device
-    )
-    importance = torch.tensor(experiment.importance(), device=device)
-    total = torch.zeros(experiment.n_instances, dtype=torch.float64, device=device)
-    for chunk in x.split(8192, dim=1):
-        total += weighted_loss(model(chunk), chunk, importance).double() * chunk.shape[1]
-    return (total / x.shape[1]).cpu().tolist()
+    """Per-instance loss on the experiment's fixed evaluation batch.
+
+    The batch is drawn by the counter-based sampler under `eval_seed`, in chunks (chunk c
+    is "step" c of that stream), so it is the same on every device and never held whole.
+    """
+    importance = torch.tensor(experiment.importance(), device=model.W1.device)
+    total = torch.zeros(experiment.n_instances, dtype=torch.float64, device=model.W1.device)
+    size, done, chunk = experiment.eval_batch_size, 0, 0
+    while done < size:
+        rows = min(_EVAL_CHUNK, size - done)
+        x = counter_sample(rows, probs, experiment.n_features, experiment.eval_seed,
+                           torch.tensor(chunk))  # fmt: skip
+        total += weighted_loss(model(x), x, importance).double() * rows
+        done, chunk = done + rows, chunk + 1
+    return (total / size).cpu().tolist()
 
 
 def _compile_wanted(device: torch.device) -> bool:
@@ -227,7 +235,9 @@ def train(experiment: Experiment, device: str | None = None, progress: bool = Tr
         if step + 1 in experiment.recycle_at:
             recycled += recycle(model, optimiser, recycle_generator, experiment.init_scale)
         if progress and step % 200 == 0:
-            bar.set_postfix(mean_loss=f"{loss.mean().item():.4g}", recycled=recycled)
+            # refresh=False: the bar redraws on its own clock, not on every update (CI logs)
+            postfix = dict(mean_loss=f"{loss.mean().item():.4g}", recycled=recycled)
+            bar.set_postfix(postfix, refresh=False)
     bar.close()
 
     final_loss = evaluate(model, experiment, probs)
