@@ -52,3 +52,21 @@ def test_the_motif_belongs_to_limited_superposition(sweep):
     )
     assert not (found >= 0.3).any() and not (found <= 0.003).any(), found.tolist()
     assert len(found) > 0
+
+
+def test_the_motif_goes_with_a_better_optimum(trained):
+    c = trained("asymmetric-motif")
+    with_motif = {m.instance for m in analysis.find_motifs(c.W1, c.W2, c.b)}
+    assert 0 < len(with_motif) < len(c.final_loss)
+    losses_with = torch.tensor([c.final_loss[k] for k in with_motif])
+    losses_without = torch.tensor(
+        [loss for k, loss in enumerate(c.final_loss) if k not in with_motif]
+    )
+    assert losses_with.median() < losses_without.median()
+
+
+def test_sparse_models_compute_more_features_than_the_capacity(trained):
+    w = trained("sparsity-sweep")
+    computed = analysis.features_computed(w.W1, w.W2, w.b)
+    capacity = w.experiment.n_hidden // 2
+    assert computed[w.best(0.01)] > capacity >= computed[w.best(1.0)]

@@ -12,10 +12,10 @@ import torch
 
 from superposition.data import (
     _hash32,
-    _hash32_int,
     counter_bits,
     counter_sample,
     sample,
+    stream_keys,
 )
 
 PROBS = [1.0, 0.3, 0.03, 0.001]
@@ -25,7 +25,8 @@ PROBS = [1.0, 0.3, 0.03, 0.001]
 def batch(request) -> torch.Tensor:  # [instances, batch, features]
     if request.param == "generator":
         return sample(20_000, torch.tensor(PROBS), 50, torch.Generator("cpu").manual_seed(1234))
-    return counter_sample(20_000, torch.tensor(PROBS), 50, seed=1234, step=torch.tensor(3))
+    keys = stream_keys(1234, [0] * len(PROBS), PROBS)
+    return counter_sample(20_000, torch.tensor(PROBS), 50, keys, step=torch.tensor(3))
 
 
 def test_shape_and_dtype(batch):
@@ -85,43 +86,61 @@ def test_bad_probabilities_are_refused(bad):
         sample(4, torch.tensor(bad), 3, torch.Generator("cpu"))
 
 
+def draw(seed, step, probs=(1.0, 0.3), instance_seeds=(0, 0), n=20):
+    keys = stream_keys(seed, list(instance_seeds), list(probs))
+    return counter_sample(4096, torch.tensor(probs), n, keys, torch.tensor(step))
+
+
 def test_counter_batches_differ_between_steps_and_seeds():
-    probs = torch.tensor([1.0, 0.3])
-
-    def draw(seed, step):
-        return counter_sample(4096, probs, 20, seed, torch.tensor(step))
-
     a = draw(0, 0)
     assert torch.equal(a, draw(0, 0))
-    for other in (draw(0, 1), draw(1, 0)):
+    for other in (draw(0, 1), draw(1, 0), draw(0, 0, instance_seeds=(5, 5))):
         corr = torch.corrcoef(torch.stack([a[0].flatten(), other[0].flatten()]))[0, 1]
         assert abs(corr.item()) < 5 / math.sqrt(a[0].numel())
         assert (a[0] == other[0]).double().mean().item() < 1e-4
 
 
+def test_an_instance_stream_does_not_depend_on_its_neighbours():
+    alone = draw(0, 7, probs=(0.3,), instance_seeds=(2,))
+    among = draw(0, 7, probs=(1.0, 0.3, 0.1), instance_seeds=(9, 2, 2))
+    assert torch.equal(alone[0], among[1])
+    # The same seed at another sparsity gets an independent stream, not the same numbers.
+    corr = torch.corrcoef(torch.stack([(among[1] != 0).double().flatten(),
+                                       (among[2] != 0).double().flatten()]))[0, 1]  # fmt: skip
+    assert abs(corr.item()) < 5 / math.sqrt(among[1].numel())
+
+
 def test_counter_bits_have_no_collisions_within_a_step():
-    z = counter_bits(7, torch.tensor(123_456), (64, 1024, 16), torch.device("cpu"))
+    keys = stream_keys(7, [0, 1], [1.0, 1.0])
+    z = counter_bits(keys, torch.tensor(123_456), (2, 1024, 512))
     assert z.dtype == torch.int32
-    assert z.unique().numel() == z.numel()
+    assert z[0].unique().numel() == z[0].numel()
 
 
-def reference_bits(seed, step, numel):
+def reference_bits(key, step, block):
     """The counter hash written plainly in int64: hash each element's 64-bit counter."""
-    counter = torch.arange(numel, dtype=torch.int64) + step * numel
-    high = _hash32((counter >> 32) ^ _hash32_int(seed & 0xFFFFFFFF))
+    counter = torch.arange(block, dtype=torch.int64) + step * block
+    high = _hash32((counter >> 32) ^ key)
     return _hash32((counter & 0xFFFFFFFF) ^ high)
 
 
 @pytest.mark.parametrize("step", [0, 1, 1495, 1496, 10**9])  # 1496: the low half wraps
 def test_counter_bits_equal_the_plain_64_bit_definition(step):
-    numel = 2_870_000
-    z = counter_bits(3, torch.tensor(step), (numel,), torch.device("cpu"))
-    assert torch.equal(z.to(torch.int64) & 0xFFFFFFFF, reference_bits(3, step, numel))
+    keys = stream_keys(3, [0, 1], [0.5, 0.5])
+    z = counter_bits(keys, torch.tensor(step), (2, 1000, 2870))
+    for i in range(2):
+        expected = reference_bits(int(keys[i]), step, 2_870_000)
+        assert torch.equal(z[i].flatten().to(torch.int64) & 0xFFFFFFFF, expected)
 
 
 def test_compiled_counter_sampler_matches_eager():
     probs = torch.tensor([1.0, 0.01])
-    compiled = torch.compile(lambda step: counter_sample(512, probs, 30, 5, step), dynamic=False)
-    eager = counter_sample(512, probs, 30, 5, torch.tensor(9))
+    keys = stream_keys(5, [0, 0], [1.0, 0.01])
+
+    def sampler(step):
+        return counter_sample(512, probs, 30, keys, step)
+
+    compiled = torch.compile(sampler, dynamic=False)
+    eager = sampler(torch.tensor(9))
     torch.testing.assert_close(compiled(torch.tensor(9)), eager, rtol=0, atol=1e-6)
     assert torch.equal(compiled(torch.tensor(9)) != 0, eager != 0)

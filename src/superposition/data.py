@@ -19,6 +19,8 @@ Two samplers draw this distribution, both from explicit seeds and never from glo
 
 from __future__ import annotations
 
+import struct
+
 import torch
 from torch import Tensor
 
@@ -79,27 +81,42 @@ def _as_int32(z: Tensor) -> Tensor:
     return (z - ((z >> 31) << 32)).to(torch.int32)
 
 
-def counter_bits(seed: int, step: Tensor, shape: tuple[int, ...], device) -> Tensor:
-    """Uniform 32-bit numbers (int32 bit patterns), a pure function of (seed, step, index).
+def stream_keys(base_seed: int, seeds: list[int], feature_probs: list[float]) -> Tensor:
+    """One 32-bit key per instance, from (base seed, instance seed, instance p) alone, so an
+    instance's batches do not depend on which other instances train beside it."""
+    keys = []
+    for seed, p in zip(seeds, feature_probs, strict=True):
+        p_bits = struct.unpack("<I", struct.pack("<f", p))[0]
+        key = _hash32_int(p_bits)
+        key = _hash32_int((seed & _MASK32) ^ key)
+        keys.append(_hash32_int((base_seed & _MASK32) ^ key))
+    return torch.tensor(keys, dtype=torch.int64)
 
-    `step` is a 0-d int64 tensor (a tensor, so a compiled caller is not rebuilt per step).
-    Element i of step t has the 64-bit counter c = t * numel + i, which is never reused.
-    Its high half, mixed with the seed, keys a bijective hash of its low half:
-    z = hash(low(c) xor hash(high(c) xor hash(seed))), so within one step no two elements
-    share a number. Within a step the high half takes at most two values, so the keys are
-    computed once per step and each element only does 32-bit work.
+
+def counter_bits(keys: Tensor, step: Tensor, shape: tuple[int, int, int]) -> Tensor:
+    """Uniform 32-bit numbers (int32 bit patterns) for a batch of shape [instances, ...],
+    a pure function of (instance key, step, index within the instance's block).
+
+    `keys` is `stream_keys(...)` on the batch's device; `step` a 0-d int64 tensor (a tensor,
+    so a compiled caller is not rebuilt per step). Element j of instance i at step t has the
+    64-bit counter c = t * block + j, never reused within the instance's stream. Its high
+    half, mixed with the instance key, keys a bijective hash of its low half:
+    z = hash(low(c) xor hash(high(c) xor key_i)), so within a step no two elements of an
+    instance share a number. Within a step the high half takes at most two values, so the
+    keys are hashed once per step and each element only does 32-bit work.
     """
-    numel = 1
-    for size in shape:
-        numel *= size
-    if numel >= 2**31:
-        raise ValueError("a batch of 2**31 or more elements needs a wider counter")
-    base = step.to(device=device, dtype=torch.int64) * numel  # counter of element 0
-    seed_key = _hash32_int(seed & _MASK32)
-    key0 = _as_int32(_hash32((base >> 32) ^ seed_key))
-    key1 = _as_int32(_hash32(((base >> 32) + 1) ^ seed_key))  # after the low half wraps
+    instances, *rest = shape
+    block = 1
+    for size in rest:
+        block *= size
+    if block >= 2**31:
+        raise ValueError("a block of 2**31 or more elements needs a wider counter")
+    base = step.to(device=keys.device, dtype=torch.int64) * block  # counter of element 0
+    key0 = _as_int32(_hash32((base >> 32) ^ keys)).view(instances, *[1] * len(rest))
+    key1 = _as_int32(_hash32(((base >> 32) + 1) ^ keys)).view_as(key0)  # after a wrap
     start = _as_int32(base & _MASK32)
-    low = start + torch.arange(numel, dtype=torch.int32, device=device).view(shape)  # wraps
+    index = torch.arange(block, dtype=torch.int32, device=keys.device).view(1, *rest)
+    low = start + index  # wraps modulo 2**32
     wrapped = (low ^ _SIGN) < (start ^ _SIGN)  # unsigned comparison: low passed 2**32
     return _mix32(low ^ torch.where(wrapped, key1, key0))
 
@@ -109,20 +126,23 @@ def sparse_from_bits(z: Tensor, feature_probs: Tensor) -> Tensor:
 
     With u = z / 2**32 (z read unsigned), the element is present when u < p, and 2u/p - 1
     is its value. Presence is decided on the integers, so it is exact; the value is z times
-    a float32 scale, exact to about 1e-7.
+    a float32 scale, exact to about 1e-7 of the value's range.
     """
     p = feature_probs.double()[:, None, None]
     # unsigned z < ceil(p 2**32)  <=>  signed (z xor sign bit) <= ceil(p 2**32) - 2**31 - 1
     limit = (torch.ceil(p * 2.0**32) - 2.0**31 - 1).to(torch.int32)
     scale = (2.0 / (p * 2.0**32)).float()
     shifted = z ^ _SIGN  # z - 2**31, as a signed number
-    return ((shifted.float() + 2.0**31) * scale - 1) * (shifted <= limit)
+    # z read unsigned, in float32: exact to 1e-7 relative, so small z (all a sparse
+    # instance ever uses) keep their precision.
+    unsigned = torch.where(z >= 0, z.float(), z.float() + 2.0**32)
+    value = (unsigned * scale - 1).clamp(-1.0, 1.0)  # rounding must not leave [-1, 1]
+    return value * (shifted <= limit)
 
 
 def counter_sample(
-    batch_size: int, feature_probs: Tensor, n_features: int, seed: int, step: Tensor
+    batch_size: int, feature_probs: Tensor, n_features: int, keys: Tensor, step: Tensor
 ) -> Tensor:  # [instances, batch, features]
-    """The training sampler: batch number `step` of the stream named by `seed`."""
+    """The training sampler: batch number `step` of each instance's stream (`keys`)."""
     shape = (feature_probs.shape[0], batch_size, n_features)
-    z = counter_bits(seed, step, shape, feature_probs.device)
-    return sparse_from_bits(z, feature_probs)
+    return sparse_from_bits(counter_bits(keys, step, shape), feature_probs)

@@ -4,8 +4,9 @@
     result = train(experiment, device="cpu", progress=False)
 
 On the CPU a run is bitwise reproducible: the initial weights come from each instance's
-seed, the batches from the experiment's `data_seed` (a counter-based sampler: batch t is a
-pure function of the seed and t), and nothing reads global random state. Each step is one
+seed, its batches from the experiment's `data_seed`, its own seed and its p (a
+counter-based sampler: batch t is a pure function of those and t, whatever else trains
+beside it), and nothing reads global random state. Each step is one
 compiled function (sampler, forward and hand-written backward; see model.py) followed by
 fused AdamW.
 """
@@ -22,7 +23,7 @@ import torch
 from torch import Tensor
 from tqdm import tqdm
 
-from .data import counter_sample
+from .data import counter_sample, stream_keys
 from .experiments import Experiment
 from .model import AbsModel, loss_and_grads, weighted_loss
 
@@ -133,11 +134,11 @@ def evaluate(model: AbsModel, experiment: Experiment, probs: Tensor) -> list[flo
     """
     importance = torch.tensor(experiment.importance(), device=model.W1.device)
     total = torch.zeros(experiment.n_instances, dtype=torch.float64, device=model.W1.device)
+    keys = _keys(experiment, experiment.eval_seed, model.W1.device)
     size, done, chunk = experiment.eval_batch_size, 0, 0
     while done < size:
         rows = min(_EVAL_CHUNK, size - done)
-        x = counter_sample(rows, probs, experiment.n_features, experiment.eval_seed,
-                           torch.tensor(chunk))  # fmt: skip
+        x = counter_sample(rows, probs, experiment.n_features, keys, torch.tensor(chunk))
         total += weighted_loss(model(x), x, importance).double() * rows
         done, chunk = done + rows, chunk + 1
     return (total / size).cpu().tolist()
@@ -172,11 +173,17 @@ class _CompiledStep:
         return out
 
 
+def _keys(experiment: Experiment, base_seed: int, device: torch.device) -> Tensor:
+    keys = stream_keys(base_seed, experiment.instance_seeds, experiment.instance_probs)
+    return keys.to(device)
+
+
 def _step_function(experiment: Experiment, probs: Tensor, importance: Tensor):
-    batch, n, seed = experiment.batch_size, experiment.n_features, experiment.data_seed
+    batch, n = experiment.batch_size, experiment.n_features
+    keys = _keys(experiment, experiment.data_seed, probs.device)
 
     def step_fn(W1: Tensor, W2: Tensor, b: Tensor, step: Tensor):
-        x = counter_sample(batch, probs, n, seed, step)  # [instances, batch, n]
+        x = counter_sample(batch, probs, n, keys, step)  # [instances, batch, n]
         return loss_and_grads(W1, W2, b, x, importance)
 
     return step_fn
