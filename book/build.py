@@ -28,7 +28,9 @@ HTML = BUILD / "html"
 def _digest(paths: list[Path]) -> str:
     h = hashlib.sha256()
     for path in sorted(paths):
-        h.update(str(path.relative_to(ROOT)).encode() + b"\0" + path.read_bytes())
+        # Weights may live outside the repository ($SUPERPOSITION_WEIGHTS): name them by file.
+        name = path.relative_to(ROOT) if path.is_relative_to(ROOT) else path.name
+        h.update(str(name).encode() + b"\0" + path.read_bytes())
     return h.hexdigest()
 
 

@@ -56,3 +56,16 @@ def test_a_cell_that_raises_fails_the_build(tmp_path):
 def test_a_broken_reference_fails_the_build(tmp_path):
     done = build(tmp_path, "See {ref}`no-such-label`.\n")
     assert done.returncode != 0
+
+
+def test_the_code_key_follows_src_and_the_weights(tmp_path, monkeypatch):
+    """A changed weight file (or library file) changes the key that clears the execution
+    cache, so chapters never keep outputs computed from old weights."""
+    monkeypatch.setenv("SUPERPOSITION_WEIGHTS", str(tmp_path))
+    (tmp_path / "a.safetensors").write_bytes(b"one")
+    before = book_build.code_key()
+    assert book_build.code_key() == before
+    (tmp_path / "a.safetensors").write_bytes(b"two")
+    after = book_build.code_key()
+    assert after != before
+    assert book_build.book_key(after) != book_build.book_key(before)
