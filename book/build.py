@@ -2,6 +2,12 @@
 
     .venv/bin/python book/build.py [--force]      (what `make book` runs, after `make figures`)
 
+Before Sphinx runs, the export step fills _build/site_extra/, which the site publishes at
+its root: weights/ (the cached weight files), notebooks/ (every chapter as a notebook,
+executed by nbconvert in a fresh kernel) and figures/ (every figure as SVG, written while
+those notebooks run). Set SUPERPOSITION_SITE_URL to the site's address and the exported
+notebooks fetch missing weight files from it.
+
 Jupyter Book's execution cache keys on the code of each cell, so on its own it would keep
 serving outputs computed from old weights or old library code. This script keeps two keys
 in _build/: the *code key* (src/, the weight files, the lock) and the *book key* (the code
@@ -14,6 +20,7 @@ from __future__ import annotations
 
 import argparse
 import hashlib
+import os
 import shutil
 import subprocess
 import sys
@@ -23,6 +30,27 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 BUILD = ROOT / "_build"
 HTML = BUILD / "html"
+EXTRA = BUILD / "site_extra"
+
+# The first cell of every exported notebook: what it needs to run outside the repository.
+SETUP_CELL = """\
+# Added to the downloadable copy of this chapter: what it needs to run anywhere.
+try:
+    import superposition
+except ImportError:
+    raise ImportError(
+        "This notebook needs the `superposition` package from the book's repository: "
+        "clone the repository, run `pip install -e .` in it (or `make setup` and use "
+        ".venv/bin/python), then run this notebook again."
+    ) from None
+from superposition import experiments, store
+
+SITE = {site!r}  # the book's site, which publishes the weight files (None: not published)
+for name in experiments.REGISTRY:
+    if SITE and store.status(experiments.get(name))[0] != "fresh":
+        store.fetch(name, SITE.rstrip("/") + "/weights/")
+print("weights from", store.folder())
+"""
 
 
 def _digest(paths: list[Path]) -> str:
@@ -59,6 +87,43 @@ def build_command(root: Path) -> list[str]:
     return [str(jupyter_book), "build", str(root), "--all", "-W", "-n", "--keep-going"]
 
 
+def chapters() -> list[Path]:
+    """The chapters of _toc.yml, root first, as paths to their MyST files."""
+    import yaml
+
+    toc = yaml.safe_load((ROOT / "_toc.yml").read_text())
+    files = [toc["root"]] + [entry["file"] for entry in toc.get("chapters", [])]
+    return [ROOT / f"{name}.md" for name in files]
+
+
+def export(site: str | None) -> float:
+    """Fill _build/site_extra/ (weights, executed notebooks, SVG figures). Returns seconds."""
+    import jupytext
+    import nbformat
+    from nbconvert.preprocessors import ExecutePreprocessor
+
+    start = time.perf_counter()
+    shutil.rmtree(EXTRA, ignore_errors=True)
+    (EXTRA / "weights").mkdir(parents=True)
+    (EXTRA / "notebooks").mkdir()
+    for path in sorted(_weights_folder().glob("*.safetensors")):
+        shutil.copyfile(path, EXTRA / "weights" / path.name)
+    os.environ["SUPERPOSITION_FIGURES"] = str(EXTRA / "figures")  # the kernels inherit it
+    try:
+        for chapter in chapters():
+            notebook = jupytext.read(chapter)
+            notebook.cells.insert(0, nbformat.v4.new_code_cell(SETUP_CELL.format(site=site)))
+            notebook.metadata["kernelspec"] = {
+                "name": "python3", "display_name": "Python 3", "language": "python"
+            }  # fmt: skip
+            runner = ExecutePreprocessor(timeout=600, kernel_name="python3", record_timing=False)
+            runner.preprocess(notebook, {"metadata": {"path": str(chapter.parent)}})
+            nbformat.write(notebook, EXTRA / "notebooks" / f"{chapter.stem}.ipynb")
+    finally:
+        del os.environ["SUPERPOSITION_FIGURES"]
+    return time.perf_counter() - start
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--force", action="store_true", help="rebuild and re-run everything")
@@ -78,6 +143,12 @@ def main() -> int:
     book_file.unlink(missing_ok=True)  # a failed build must not look up to date
 
     start = time.perf_counter()
+    try:
+        seconds = export(os.environ.get("SUPERPOSITION_SITE_URL") or None)
+    except Exception as exc:  # a chapter that fails here fails the build, with its cell
+        print(f"exporting the chapters FAILED: {exc}", file=sys.stderr)
+        return 1
+    print(f"exported notebooks, weights and SVG figures in {seconds:.0f} s")
     done = subprocess.run(build_command(ROOT), cwd=ROOT)
     if done.returncode != 0:
         print(

@@ -101,3 +101,15 @@ def test_the_404_page_exists_and_links_home():
     page = HTML / "404.html"
     assert page.exists()
     assert soup(page).find("a", id="home")
+
+
+def test_no_table_is_left_as_raw_markdown():
+    """A Markdown table printed by a cell must render as a table, not as a paragraph of
+    pipes (myst-nb renders cell Markdown as commonmark, without tables, unless told)."""
+    raw = []
+    for page in pages():
+        for paragraph in soup(page).find_all("p"):
+            text = paragraph.get_text(" ", strip=True)
+            if text.startswith("|") and text.count("|") >= 4:
+                raw.append(f"{page.relative_to(HTML)}: {text[:80]}")
+    assert not raw, "\n".join(raw)

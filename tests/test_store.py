@@ -207,3 +207,33 @@ def test_status_never_raises(saved, tmp_path):
 def test_folder_follows_the_environment(monkeypatch, tmp_path):
     monkeypatch.setenv(store.ENV_FOLDER, str(tmp_path))
     assert store.path_for(TINY) == tmp_path / "tiny.safetensors"
+
+
+def test_fetch_downloads_validates_and_refuses_bad_files(saved, tmp_path, monkeypatch):
+    import functools
+    import http.server
+    import threading
+
+    path, _ = saved
+    site = tmp_path / "site"
+    site.mkdir()
+    (site / path.name).write_bytes(path.read_bytes())
+    handler = functools.partial(http.server.SimpleHTTPRequestHandler, directory=str(site))
+    handler.log_message = lambda *args: None
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    url = f"http://127.0.0.1:{server.server_port}/"
+    monkeypatch.setattr(store, "get", lambda name: TINY)
+    try:
+        local = tmp_path / "local"
+        assert store.fetch("tiny", url, local) == local / path.name
+        assert store.load(TINY, local).tensor_sha256 == store.load(TINY, path.parent).tensor_sha256
+        bad = tmp_path / "bad"
+        (site / path.name).write_bytes(path.read_bytes()[:-7])
+        with pytest.raises(store.WeightsCorrupt):
+            store.fetch("tiny", url, bad)
+        assert not (bad / path.name).exists()
+        with pytest.raises(ValueError, match="http"):
+            store.fetch("tiny", "file:///etc/", tmp_path / "other")
+    finally:
+        server.shutdown()

@@ -308,3 +308,30 @@ def status(experiment: Experiment, where: Path | None = None) -> tuple[str, str]
     except WeightsCorrupt as e:
         return "corrupt", e.problem
     return "fresh", f"{len(w.final_loss)} instances"
+
+
+def fetch(experiment: Experiment | str, base_url: str, where: Path | None = None) -> Path:
+    """Download an experiment's weight file from `base_url` (e.g. the book's site, which
+    publishes them under weights/) into the local folder, unless a valid copy is there.
+
+    The download is written atomically and then validated by `load` like any other file;
+    an unusable download raises a `WeightsError` and is removed.
+    """
+    import urllib.request
+
+    if isinstance(experiment, str):
+        experiment = get(experiment)
+    path = path_for(experiment, where)
+    if status(experiment, where)[0] == "fresh":
+        return path
+    url = base_url.rstrip("/") + "/" + path.name
+    if not url.startswith(("http://", "https://")):
+        raise ValueError(f"not an http(s) URL: {url}")
+    with urllib.request.urlopen(url, timeout=60) as response:
+        _atomic_write(path, response.read())
+    try:
+        load(experiment, where)
+    except WeightsError:
+        path.unlink(missing_ok=True)
+        raise
+    return path
