@@ -1,17 +1,15 @@
 """What readers take away from the site: executed notebooks that run anywhere the package
 is installed, the weight files, and every figure as SVG. Run after `make book`."""
 
-import functools
 import hashlib
-import http.server
 import re
 import subprocess
 import sys
-import threading
 from pathlib import Path
 
 import nbformat
 import pytest
+import site_check
 from bs4 import BeautifulSoup
 from nbconvert.preprocessors import ExecutePreprocessor
 from safetensors import safe_open
@@ -67,20 +65,13 @@ def test_the_setup_cell_says_what_to_install_when_the_package_is_missing():
 def test_a_downloaded_notebook_runs_elsewhere_with_weights_from_the_site(tmp_path, monkeypatch):
     """Outside the repository, with an empty weights folder: the setup cell fetches the
     files from the site (served here on 127.0.0.1) and the chapter runs."""
-    handler = functools.partial(http.server.SimpleHTTPRequestHandler, directory=str(HTML))
-    handler.log_message = lambda *args: None
-    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
-    threading.Thread(target=server.serve_forever, daemon=True).start()
-    try:
+    with site_check.serve(HTML) as url:
         notebook = nbformat.read(HTML / "notebooks" / "no_superposition.ipynb", as_version=4)
         setup = notebook.cells[0]
-        site = f"SITE = 'http://127.0.0.1:{server.server_port}/'  #"
-        setup.source = re.sub(r"SITE = .*?  #", site, setup.source)
+        setup.source = re.sub(r"SITE = .*?  #", f"SITE = {url!r}  #", setup.source)
         monkeypatch.setenv("SUPERPOSITION_WEIGHTS", str(tmp_path / "weights"))
         runner = ExecutePreprocessor(timeout=300, kernel_name="python3")
         runner.preprocess(notebook, {"metadata": {"path": str(tmp_path)}})
-    finally:
-        server.shutdown()
     assert (tmp_path / "weights" / "no-superposition.safetensors").is_file()
     images = [o for c in notebook.cells if c.cell_type == "code" for o in c.outputs
               if "image/png" in o.get("data", {})]  # fmt: skip

@@ -210,21 +210,14 @@ def test_folder_follows_the_environment(monkeypatch, tmp_path):
 
 
 def test_fetch_downloads_validates_and_refuses_bad_files(saved, tmp_path, monkeypatch):
-    import functools
-    import http.server
-    import threading
+    import site_check
 
     path, _ = saved
     site = tmp_path / "site"
     site.mkdir()
     (site / path.name).write_bytes(path.read_bytes())
-    handler = functools.partial(http.server.SimpleHTTPRequestHandler, directory=str(site))
-    handler.log_message = lambda *args: None
-    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
-    threading.Thread(target=server.serve_forever, daemon=True).start()
-    url = f"http://127.0.0.1:{server.server_port}/"
     monkeypatch.setattr(store, "get", lambda name: TINY)
-    try:
+    with site_check.serve(site) as url:
         local = tmp_path / "local"
         assert store.fetch("tiny", url, local) == local / path.name
         assert store.load(TINY, local).tensor_sha256 == store.load(TINY, path.parent).tensor_sha256
@@ -235,5 +228,3 @@ def test_fetch_downloads_validates_and_refuses_bad_files(saved, tmp_path, monkey
         assert not (bad / path.name).exists()
         with pytest.raises(ValueError, match="http"):
             store.fetch("tiny", "file:///etc/", tmp_path / "other")
-    finally:
-        server.shutdown()

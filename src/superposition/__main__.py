@@ -89,12 +89,17 @@ def _loss_summary(weights: store.Weights) -> str:
 def cmd_list(args: argparse.Namespace) -> int:
     for experiment in experiments.REGISTRY.values():
         path = store.path_for(experiment)
-        state, detail = store.status(experiment)
-        print(f"{experiment.label} {experiment.name}: {state} ({detail})  {path}")
-        if state == "fresh":
+        try:
             weights = store.load(experiment)
-            print(f"    trained on {weights.device}; final loss per setting over seeds:")
-            print(f"    {_loss_summary(weights)}")
+        except store.WeightsError as exc:
+            state = type(exc).__name__.removeprefix("Weights").lower()
+            print(f"{experiment.label} {experiment.name}: {state} ({exc.problem})  {path}")
+            continue
+        print(
+            f"{experiment.label} {experiment.name}: fresh ({len(weights.seeds)} instances)  {path}"
+        )
+        print(f"    trained on {weights.device}; final loss per setting over seeds:")
+        print(f"    {_loss_summary(weights)}")
     return 0
 
 

@@ -119,18 +119,16 @@ RECIPE = dict(
     lr_schedule="cosine",
     recycle_at=tuple(range(500, 14_001, 500)),
 )
-PLAIN_RECIPE = dict(
-    steps=10_000,
-    batch_size=1024,
-    lr=1e-3,
-    weight_decay=1e-2,
-    optimizer="adamw",
-    init_scale=1.0,
-    bias_init="zero",
-    warmup_steps=0,
-    lr_schedule="constant",
-    recycle_at=(),
-)
+PLAIN_RECIPE = {
+    **RECIPE,
+    "steps": 10_000,
+    "lr": 1e-3,
+    "init_scale": 1.0,
+    "bias_init": "zero",
+    "warmup_steps": 0,
+    "lr_schedule": "constant",
+    "recycle_at": (),
+}
 
 NO_SUPERPOSITION = Experiment(
     name="no-superposition",

@@ -118,6 +118,7 @@ def stack(
     colors = list(colors) if colors is not None else feature_colors(n)
     order = list(order) if order is not None else list(range(m))
     rects, faces = [], []
+    top, bottom = 1.0, 0.0 if absolute else -1.0  # at least the rescaled range
     for column, j in enumerate(order):
         up, down = 0.0, 0.0
         for i in range(n):
@@ -132,6 +133,7 @@ def stack(
                 down -= height
                 rects.append(Rectangle((column - 0.4, down), 0.8, height))
             faces.append(colors[i])
+        top, bottom = max(top, up), min(bottom, down)
         if shade is not None and shade[j] > 0:
             ax.axvspan(column - 0.5, column + 0.5, color="0.5", alpha=0.35 * float(shade[j]),
                        lw=0, zorder=0)  # fmt: skip
@@ -139,9 +141,6 @@ def stack(
     ax.add_collection(PatchCollection(rects, facecolors=faces, edgecolors="white", linewidths=edge))
     ax.axhline(0, color="0.2", lw=0.6)
     ax.set_xlim(-0.6, m - 0.4)
-    heights = np.where(W1[order] > 0, W1[order], 0).sum(1) if not absolute else None
-    top = np.abs(W1).sum(1).max() if absolute else max(1.0, float(heights.max()))
-    bottom = 0.0 if absolute else min(-1.0, float(np.where(W1 < 0, W1, 0).sum(1).min()))
     ax.set_ylim(bottom * 1.05, top * 1.05)
     ax.set_xlabel("neuron")
     ax.set_ylabel("|W1| (stacked)" if absolute else "W1 (stacked)")
@@ -236,10 +235,4 @@ def value_colors(values: Sequence[float], cmap: str = "plasma", vmax: float = 1.
 def value_colorbar(ax: Axes, label: str, cmap: str = "plasma", vmax: float = 1.0) -> None:
     """The colour bar that goes with `value_colors`."""
     mappable = mpl.cm.ScalarMappable(Normalize(0, vmax), cmap)
-    ax.figure.colorbar(mappable, ax=ax, label=label, fraction=0.05, pad=0.02)
-
-
-def weight_colorbar(ax: Axes, vmax: float, label: str = "weight") -> None:
-    """A colour bar for the shared weight scale of a figure."""
-    mappable = mpl.cm.ScalarMappable(Normalize(-vmax, vmax), WEIGHT_CMAP)
     ax.figure.colorbar(mappable, ax=ax, label=label, fraction=0.05, pad=0.02)

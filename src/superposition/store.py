@@ -206,20 +206,15 @@ def _atomic_write(path: Path, data: bytes) -> None:
         os.close(dir_fd)
 
 
-def read_metadata(path: Path) -> dict[str, str]:
-    """The string metadata of a safetensors file, parsed from its JSON header only."""
+def read_metadata(data: bytes, path: Path) -> dict[str, str]:
+    """The string metadata of a safetensors file's bytes, parsed from its JSON header."""
     name = path.stem
-    try:
-        with path.open("rb") as f:
-            head = f.read(8)
-            if len(head) < 8:
-                raise WeightsCorrupt(path, "file is truncated (no safetensors header)", name)
-            size = int.from_bytes(head, "little")
-            if size > 100_000_000:
-                raise WeightsCorrupt(path, "header length is implausible", name)
-            raw = f.read(size)
-    except FileNotFoundError:
-        raise WeightsMissing(path, "weight file is missing", name) from None
+    if len(data) < 8:
+        raise WeightsCorrupt(path, "file is truncated (no safetensors header)", name)
+    size = int.from_bytes(data[:8], "little")
+    if size > 100_000_000:
+        raise WeightsCorrupt(path, "header length is implausible", name)
+    raw = data[8 : 8 + size]
     if len(raw) < size:
         raise WeightsCorrupt(path, "file is truncated inside its header", name)
     try:
@@ -237,7 +232,11 @@ def load(experiment: Experiment | str, where: Path | None = None) -> Weights:
     if isinstance(experiment, str):
         experiment = get(experiment)
     path, name = path_for(experiment, where), experiment.name
-    meta = read_metadata(path)
+    try:
+        data = path.read_bytes()  # read once: the header, then the tensors, from these bytes
+    except FileNotFoundError:
+        raise WeightsMissing(path, "weight file is missing", name) from None
+    meta = read_metadata(data, path)
     missing = [k for k in _REQUIRED if k not in meta]
     if missing:
         raise WeightsCorrupt(path, f"metadata lacks {', '.join(missing)}", name)
@@ -260,7 +259,7 @@ def load(experiment: Experiment | str, where: Path | None = None) -> Weights:
     ):
         raise WeightsCorrupt(path, "per-instance sparsities or seeds do not match", name)
     try:
-        tensors = st_load(path.read_bytes())
+        tensors = st_load(data)
     except Exception as exc:  # safetensors raises its own error types for bad bytes
         raise WeightsCorrupt(path, f"tensor data is unreadable ({exc})", name) from None
     _check_shapes(experiment, tensors, path)
