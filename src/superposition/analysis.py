@@ -11,6 +11,8 @@ from dataclasses import dataclass
 import torch
 from torch import Tensor
 
+from .model import DEAD_FRACTION, neuron_effect
+
 # A feature counts as computed (on one side) when, with only that feature present, its
 # output stays within this distance of |x_i| everywhere on the side's grid. Outputs live
 # in [0, 1], so 0.1 is a tenth of the full scale; a feature the model ignores sits near a
@@ -82,26 +84,15 @@ def features_computed(W1: Tensor, W2: Tensor, b: Tensor) -> Tensor:  # [instance
     return computed_sides(W1, W2, b).all(-1).sum(-1)
 
 
-# A neuron is dead when its largest possible effect on any output is below this fraction
-# of the largest neuron's in the same model (see `neuron_effect`).
-DEAD_FRACTION = 1e-3
 # A live neuron is polysemantic when it reads more than this many features (effective
 # number, see `effective_features`): one secondary weight of about 0.23 of the primary,
 # or several smaller ones, is enough.
 POLYSEMANTIC_THRESHOLD = 1.1
 
 
-def neuron_effect(W1: Tensor, W2: Tensor) -> Tensor:  # [instances, m]
-    """max_k |W1[j, k]| * max_i |W2[i, j]|: the most neuron j can change any output.
-
-    Inputs lie in [-1, 1], so this bounds the neuron's effect; it does not change under
-    the rescaling, which multiplies one factor by what it divides the other by.
-    """
-    return W1.double().abs().amax(-1) * W2.double().abs().amax(-2)
-
-
 def dead_neurons(W1: Tensor, W2: Tensor) -> Tensor:  # [instances, m] bool
-    effect = neuron_effect(W1, W2)
+    """Neurons whose `model.neuron_effect` is below `DEAD_FRACTION` of the model's largest."""
+    effect = neuron_effect(W1.double(), W2.double())
     return effect < DEAD_FRACTION * effect.amax(-1, keepdim=True)
 
 

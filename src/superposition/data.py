@@ -58,13 +58,6 @@ def _hash32(z: Tensor) -> Tensor:
     return z ^ (z >> 16)
 
 
-def _hash32_int(z: int) -> int:
-    """`_hash32` on a Python int (for the seed, a constant of the compiled sampler)."""
-    for _ in range(2):
-        z = ((z ^ (z >> 16)) * _MULTIPLIER) & _MASK32
-    return z ^ (z >> 16)
-
-
 _SIGN = -(2**31)  # the int32 with only its sign bit set
 
 
@@ -84,13 +77,12 @@ def _as_int32(z: Tensor) -> Tensor:
 def stream_keys(base_seed: int, seeds: list[int], feature_probs: list[float]) -> Tensor:
     """One 32-bit key per instance, from (base seed, instance seed, instance p) alone, so an
     instance's batches do not depend on which other instances train beside it."""
-    keys = []
-    for seed, p in zip(seeds, feature_probs, strict=True):
-        p_bits = struct.unpack("<I", struct.pack("<f", p))[0]
-        key = _hash32_int(p_bits)
-        key = _hash32_int((seed & _MASK32) ^ key)
-        keys.append(_hash32_int((base_seed & _MASK32) ^ key))
-    return torch.tensor(keys, dtype=torch.int64)
+    if len(seeds) != len(feature_probs):
+        raise ValueError("one seed per instance and one p per instance")
+    p_bits = [struct.unpack("<I", struct.pack("<f", p))[0] for p in feature_probs]
+    key = _hash32(torch.tensor(p_bits, dtype=torch.int64))
+    key = _hash32((torch.tensor(seeds, dtype=torch.int64) & _MASK32) ^ key)
+    return _hash32((base_seed & _MASK32) ^ key)
 
 
 def counter_bits(keys: Tensor, step: Tensor, shape: tuple[int, int, int]) -> Tensor:

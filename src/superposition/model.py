@@ -50,12 +50,30 @@ class AbsModel(nn.Module):
         b = torch.zeros(len(seeds), n_features)
         return cls(torch.stack(W1).to(device), torch.stack(W2).to(device), b.to(device))
 
-    def hidden(self, x: Tensor) -> Tensor:  # [instances, batch, n] -> [instances, batch, m]
-        return torch.relu(torch.bmm(x, self.W1.transpose(1, 2)))
-
     def forward(self, x: Tensor) -> Tensor:  # [instances, batch, n] -> [instances, batch, n]
-        h = self.hidden(x)
-        return torch.relu(torch.bmm(h, self.W2.transpose(1, 2)) + self.b[:, None, :])
+        return outputs(self.W1, self.W2, self.b, x)
+
+
+def outputs(W1: Tensor, W2: Tensor, b: Tensor, x: Tensor) -> Tensor:
+    """y' of the model with weights (W1, W2, b) on x: [instances, batch, n] -> the same."""
+    h = torch.relu(torch.bmm(x, W1.transpose(1, 2)))
+    return torch.relu(torch.bmm(h, W2.transpose(1, 2)) + b[:, None, :])
+
+
+# A neuron is dead when its largest possible effect on any output (`neuron_effect`) is below
+# this fraction of the largest neuron's in the same model. Training recycles such neurons;
+# the analysis reports them and counts them neither monosemantic nor polysemantic.
+DEAD_FRACTION = 1e-3
+
+
+def neuron_effect(W1: Tensor, W2: Tensor) -> Tensor:  # [instances, m]
+    """max_k |W1[j, k]| * max_i |W2[i, j]|: the most neuron j can change any output.
+
+    Inputs lie in [-1, 1], so this bounds the neuron's effect; it does not change under
+    the rescaling, which multiplies one factor by what it divides the other by. Computed in
+    the dtype of the weights.
+    """
+    return W1.abs().amax(-1) * W2.abs().amax(-2)
 
 
 def weighted_loss(y_pred: Tensor, x: Tensor, importance: Tensor) -> Tensor:

@@ -117,10 +117,15 @@ def content_hash(experiment: Experiment) -> str:
     return h.hexdigest()
 
 
+def _raw_bytes(tensor: Tensor) -> bytes:
+    """The tensor as the file stores it: little-endian float32, row-major."""
+    return tensor.contiguous().numpy().astype("<f4", copy=False).tobytes()
+
+
 def tensor_sha256(tensors: dict[str, Tensor]) -> str:
     h = hashlib.sha256()
     for name in TENSORS:
-        h.update(tensors[name].contiguous().numpy().astype("<f4", copy=False).tobytes())
+        h.update(_raw_bytes(tensors[name]))
     return h.hexdigest()
 
 
@@ -171,7 +176,7 @@ def serialise(tensors: dict[str, Tensor], metadata: dict[str, str]) -> bytes:
     header: dict[str, object] = {"__metadata__": dict(sorted(metadata.items()))}
     chunks, offset = [], 0
     for name in sorted(tensors):
-        data = tensors[name].contiguous().numpy().astype("<f4", copy=False).tobytes()
+        data = _raw_bytes(tensors[name])
         header[name] = {
             "dtype": "F32",
             "shape": list(tensors[name].shape),

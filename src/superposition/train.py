@@ -25,7 +25,14 @@ from tqdm import tqdm
 
 from .data import counter_sample, stream_keys
 from .experiments import Experiment
-from .model import AbsModel, loss_and_grads, weighted_loss
+from .model import (
+    DEAD_FRACTION,
+    AbsModel,
+    loss_and_grads,
+    neuron_effect,
+    outputs,
+    weighted_loss,
+)
 
 
 @dataclass(frozen=True)
@@ -70,11 +77,9 @@ def lr_factor(step: int, experiment: Experiment) -> float:
     return 0.5 * (1.0 + math.cos(math.pi * progress))
 
 
-# A neuron is dead when its largest possible effect on any output, max|W1 row| times
-# max|W2 column| (unchanged by rescaling), is below this fraction of the largest neuron's.
-DEAD_FRACTION = 1e-3
-# Two neurons are duplicates when their W1 rows point the same way to within this cosine.
-DUPLICATE_COSINE = 0.999
+# Recycling merges two neurons when their W1 rows point the same way to within this cosine
+# (stricter than the analysis's count of duplicates, because a merge must keep the function).
+MERGE_COSINE = 0.999
 
 
 @torch.no_grad()
@@ -98,7 +103,7 @@ def recycle(
     norm = W1.norm(dim=-1)  # [instances, m]
     unit = W1 / norm.clamp_min(1e-30)[..., None]
     cosine = unit @ unit.transpose(1, 2)  # [instances, m, m]
-    effect = W1.abs().amax(-1) * W2.abs().amax(1)  # [instances, m]
+    effect = neuron_effect(W1, W2)  # [instances, m]
     freed: list[tuple[int, int]] = []
     for i in range(instances):
         kept: list[int] = []
@@ -106,7 +111,7 @@ def recycle(
             if effect[i, j] < DEAD_FRACTION * effect[i].max():
                 freed.append((i, j))
                 continue
-            twin = next((k for k in kept if cosine[i, j, k] > DUPLICATE_COSINE), None)
+            twin = next((k for k in kept if cosine[i, j, k] > MERGE_COSINE), None)
             if twin is None:
                 kept.append(j)
                 continue
@@ -131,15 +136,26 @@ def evaluate(model: AbsModel, experiment: Experiment, probs: Tensor) -> list[flo
 
     The batch is drawn by the counter-based sampler under `eval_seed`, in chunks (chunk c
     is "step" c of that stream), so it is the same on every device and never held whole.
+    Each chunk is one compiled function, like a training step.
     """
-    importance = torch.tensor(experiment.importance(), device=model.W1.device)
-    total = torch.zeros(experiment.n_instances, dtype=torch.float64, device=model.W1.device)
-    keys = _keys(experiment, experiment.eval_seed, model.W1.device)
+    dev = model.W1.device
+    importance = torch.tensor(experiment.importance(), device=dev)
+    keys = _keys(experiment, experiment.eval_seed, dev)
+    n = experiment.n_features
+
+    def chunk_loss(W1: Tensor, W2: Tensor, b: Tensor, rows: int, chunk: Tensor) -> Tensor:
+        x = counter_sample(rows, probs, n, keys, chunk)  # [instances, rows, n]
+        return weighted_loss(outputs(W1, W2, b, x), x, importance)  # [instances]
+
+    if _compile_wanted(dev):
+        chunk_loss = _CompiledStep(chunk_loss)
+    weights = (model.W1.detach(), model.W2.detach(), model.b.detach())
+    total = torch.zeros(experiment.n_instances, dtype=torch.float64, device=dev)
     size, done, chunk = experiment.eval_batch_size, 0, 0
     while done < size:
         rows = min(_EVAL_CHUNK, size - done)
-        x = counter_sample(rows, probs, experiment.n_features, keys, torch.tensor(chunk))
-        total += weighted_loss(model(x), x, importance).double() * rows
+        loss = chunk_loss(*weights, rows, torch.tensor(chunk, dtype=torch.int64))
+        total += loss.double() * rows
         done, chunk = done + rows, chunk + 1
     return (total / size).cpu().tolist()
 
