@@ -3,7 +3,8 @@
 `check_page` opens one page of the site (served by `serve`) in Debian's Chromium and lists
 what is wrong with it: console errors, uncaught exceptions, requests to any host other than
 this machine (blocked, so nothing leaves it), failed requests to our own server, images that
-did not load, and math that MathJax did not render. The tests run it over every page of
+did not load, tables too wide for the page (at Playwright's default 1280 × 720 viewport), and
+math that MathJax did not render. The tests run it over every page of
 `_toc.yml`:
 
     make book && .venv/bin/python -m pytest -q tests/test_browser.py
@@ -49,6 +50,11 @@ IMAGES_COMPLETE = """() => {
     document.querySelectorAll("img[loading=lazy]").forEach((img) => { img.loading = "eager"; });
     return [...document.images].every((img) => img.complete);
 }"""
+# Tables wider than the box the theme scrolls them in: their last columns hide off-page.
+OVERFLOWING_TABLES = """() => [...document.querySelectorAll("main table")]
+    .filter((table) => table.scrollWidth > table.parentElement.clientWidth + 1)
+    .map((table) => [...table.querySelectorAll("th")].map((th) => th.textContent.trim())
+        .join(" | ").slice(0, 80))"""
 BROKEN_IMAGES = """() => [...document.images]
     .filter((img) => img.naturalWidth === 0).map((img) => img.currentSrc || img.src)"""
 
@@ -154,6 +160,7 @@ def check_page(page: Page, url: str, mathjax_timeout_ms: int = MATHJAX_TIMEOUT_M
     except PlaywrightError as error:  # includes timeouts
         return [*problems, f"page did not load: {error.message.splitlines()[0]}"]
     problems += [f"broken image: {src}" for src in page.evaluate(BROKEN_IMAGES)]
+    problems += [f"table wider than the page: {t}" for t in page.evaluate(OVERFLOWING_TABLES)]
 
     if page.locator("span.math, div.math").count():
         try:

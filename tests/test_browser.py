@@ -1,6 +1,7 @@
 """The built site works in a real browser: every page of `_toc.yml`, served from this machine
 and opened in headless Chromium, logs no console error, throws nothing, requests nothing from
-another host, has no failed request or broken image, and renders all its math with MathJax.
+another host, has no failed request, broken image or table too wide for the page, and renders
+all its math with MathJax.
 Negative controls break a copy of the site on purpose and check that each fault is reported.
 
 Needs the built book and Debian's Chromium (`apt-get install chromium`):
@@ -117,3 +118,14 @@ def test_math_without_mathjax_is_reported(check: Check, site_copy: Path) -> None
     problems = check(site_copy, PAGES[0], mathjax_timeout_ms=3000)
     assert "MathJax did not finish within 3 s" in problems, problems
     assert any(p.startswith(f"{math} math element(s) not rendered") for p in problems), problems
+
+
+def test_a_table_too_wide_for_the_page_is_reported(check: Check, site_copy: Path) -> None:
+    page = site_copy / PAGES[0]
+    html = page.read_text()
+    cells = "".join(f"<th>column{i}_{'x' * 12}</th>" for i in range(30))
+    table = f"<table><thead><tr>{cells}</tr></thead></table>"
+    assert "</article>" in html
+    page.write_text(html.replace("</article>", f"<div>{table}</div></article>", 1))
+    problems = check(site_copy, PAGES[0])
+    assert any(p.startswith("table wider than the page: column0_") for p in problems), problems
