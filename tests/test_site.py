@@ -9,6 +9,8 @@ from urllib.parse import unquote, urlsplit
 import pytest
 from bs4 import BeautifulSoup
 
+from superposition import experiments, store
+
 ROOT = Path(__file__).resolve().parents[1]
 HTML = ROOT / "_build" / "html"
 SKIP_DIRS = {"_static", "_sphinx_design_static"}
@@ -113,3 +115,21 @@ def test_no_table_is_left_as_raw_markdown():
             if text.startswith("|") and text.count("|") >= 4:
                 raw.append(f"{page.relative_to(HTML)}: {text[:80]}")
     assert not raw, "\n".join(raw)
+
+
+def test_the_provenance_tables_list_every_cached_experiment():
+    """The reproducing page says what this copy was built from: one row per experiment of
+    the registry, each with the start of its weight file's tensor SHA-256; the setup page's
+    hardware table has one row per experiment too."""
+    built_from = soup(HTML / "book" / "reproducing.html").select("table")[0]
+    rows = {
+        cells[1]: cells[-1]
+        for tr in built_from.select("tbody tr")
+        for cells in [[td.get_text(strip=True) for td in tr.select("td")]]
+    }
+    assert set(rows) == set(experiments.REGISTRY)
+    for name, sha_start in rows.items():
+        assert len(sha_start) >= 12 and store.load(name).tensor_sha256.startswith(sha_start)
+    hardware = soup(HTML / "book" / "setup.html").select("table")[-1]
+    named = [tr.select("td")[0].get_text(strip=True) for tr in hardware.select("tbody tr")]
+    assert sorted(named) == sorted(f"{e.label}: {e.name}" for e in experiments.REGISTRY.values())
