@@ -4,10 +4,12 @@ these models, and against the matrix-multiply bound of this machine.
     make bench                       # or: .venv/bin/python bench/bench_train.py [--steps N]
 
 Work: experiment B (every sparsity and seed, batch 1024) and experiment A. Each method runs
-in its own process (so peak memory is its own), `--repeats` times; the table shows the
-median steps/s. Compilation is timed separately and excluded from steps/s. Ratios are
-against the einsum loop, the loop of ARENA's superposition exercises and of the official
-notebook: Adam at lr 1e-3, a fresh `torch.rand` batch every step, autograd.
+in its own process (so peak memory is its own), in `--repeats` rounds of every method in
+turn; the table shows the median steps/s with its range, and ratios as the median of the
+ratios within a round, because this kind of machine drifts by tens of percent over minutes.
+Compilation is timed separately and excluded from steps/s. Ratios are against the einsum
+loop, the loop of ARENA's superposition exercises and of the official notebook: Adam at
+lr 1e-3, a fresh `torch.rand` batch every step, autograd.
 """
 
 from __future__ import annotations
@@ -138,6 +140,20 @@ def child(method: str, name: str, steps: int) -> None:
     print(json.dumps(result))
 
 
+def run_child(method: str, name: str, steps: int) -> dict:
+    """One timed run of `method` on experiment `name`, in a fresh process."""
+    out = subprocess.run(
+        [sys.executable, __file__, "--child", method, name, "--steps", str(steps)],
+        capture_output=True, text=True, check=True,
+    )  # fmt: skip
+    return json.loads(out.stdout.strip().splitlines()[-1])
+
+
+def paired(rounds: list[dict], method: str, against: str) -> float:
+    """The median over rounds of method's steps/s over `against`'s in the same round."""
+    return statistics.median(r[method]["steps_per_s"] / r[against]["steps_per_s"] for r in rounds)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--steps", type=int, default=300, help="timed steps per run")
@@ -149,29 +165,27 @@ def main() -> None:
     if args.child:
         child(*args.child, args.steps)
         return
-    print(f"torch {torch.__version__}, {torch.get_num_threads()} threads; median of {args.repeats}")
+    print(f"torch {torch.__version__}, {torch.get_num_threads()} threads; {args.repeats} rounds")
     for name in ("sparsity-sweep", "no-superposition"):
         e = experiments.get(name)
-        rows = {}
-        for method in METHODS:
-            runs = []
-            for _ in range(args.repeats):
-                out = subprocess.run(
-                    [sys.executable, __file__, "--child", method, name, "--steps", str(args.steps)],
-                    capture_output=True, text=True, check=True,
-                )  # fmt: skip
-                runs.append(json.loads(out.stdout.strip().splitlines()[-1]))
-            rows[method] = {key: statistics.median(r[key] for r in runs) for key in runs[0]}
+        # Round-robin: each round runs every method once, so a slow minute of the machine
+        # hits all methods alike, and each ratio is taken within a round (paired).
+        rounds = [
+            {method: run_child(method, name, args.steps) for method in METHODS}
+            for _ in range(args.repeats)
+        ]
+        rows = {
+            method: {key: statistics.median(r[method][key] for r in rounds) for key in result}
+            for method, result in rounds[0].items()
+        }
         flops = flops_per_step(e)
-        base = rows["einsum"]["steps_per_s"]
-        bound = rows["bound"]["steps_per_s"]
         print(
             f"\n{e.label} {name}: {e.n_instances} instances, batch {e.batch_size}, "
             f"n {e.n_features}, m {e.n_hidden}; {flops / 1e9:.3f} GFLOP of matmul per step"
         )
         print(
-            f"{'method':<32}{'steps/s':>10}{'x einsum':>10}{'GFLOP/s':>10}{'of bound':>10}"
-            f"{'RSS MiB':>10}{'full run s':>12}"
+            f"{'method':<32}{'steps/s':>10}{'(range)':>16}{'x einsum':>10}{'GFLOP/s':>10}"
+            f"{'of bound':>10}{'RSS MiB':>10}{'full run s':>12}"
         )
         labels = {
             "ours": "ours (compiled, hand backward)",
@@ -181,10 +195,14 @@ def main() -> None:
         }
         for method, row in rows.items():
             sps = row["steps_per_s"]
+            runs = [r[method]["steps_per_s"] for r in rounds]
+            spread = f"{min(runs):.1f}-{max(runs):.1f}"
             full = e.steps / sps + row.get("compile_s", 0.0)
+            x_einsum, of_bound = paired(rounds, method, "einsum"), paired(rounds, method, "bound")
             print(
-                f"{labels[method]:<32}{sps:>10.1f}{sps / base:>10.2f}{sps * flops / 1e9:>10.1f}"
-                f"{sps / bound:>10.0%}{row['peak_rss_mib']:>10.0f}{full:>12.0f}"
+                f"{labels[method]:<32}{sps:>10.1f}{spread:>16}{x_einsum:>10.2f}"
+                f"{sps * flops / 1e9:>10.1f}{of_bound:>10.0%}"
+                f"{row['peak_rss_mib']:>10.0f}{full:>12.0f}"
             )
         if "compile_s" in rows["ours"]:
             print(f"(ours: first step, which compiles, took {rows['ours']['compile_s']:.1f} s)")
