@@ -19,9 +19,11 @@ changed, the build is skipped. A failing cell or any Sphinx warning fails the bu
 from __future__ import annotations
 
 import argparse
+import contextlib
 import hashlib
 import os
 import shutil
+import signal
 import subprocess
 import sys
 import time
@@ -31,6 +33,7 @@ ROOT = Path(__file__).resolve().parents[1]
 BUILD = ROOT / "_build"
 HTML = BUILD / "html"
 EXTRA = BUILD / "site_extra"
+FORWARDED = (signal.SIGTERM, signal.SIGINT, signal.SIGHUP)
 
 # The first cell of every exported notebook: what it needs to run outside the repository.
 SETUP_CELL = """\
@@ -61,23 +64,26 @@ def _digest(paths: list[Path]) -> str:
     return h.hexdigest()
 
 
-def _weights_folder() -> Path:
+def weight_files() -> list[Path]:
+    """The registry's weight files, by name: the only ones the book reads or publishes."""
     sys.path.insert(0, str(ROOT / "src"))
-    from superposition.paths import weights_folder  # imports nothing heavy
+    from superposition.experiments import REGISTRY  # imports nothing heavy
+    from superposition.paths import weights_folder
 
-    return weights_folder()
+    return [weights_folder() / f"{name}.safetensors" for name in REGISTRY]
 
 
 def code_key() -> str:
     files = [*(ROOT / "src" / "superposition").glob("*.py"), ROOT / "requirements.lock"]
-    files += _weights_folder().glob("*.safetensors")
+    files += [path for path in weight_files() if path.is_file()]
     return _digest(files)
 
 
-def book_key(code: str) -> str:
+def book_key(code: str, site: str | None) -> str:
+    """Also keyed on the site's address, which the exported notebooks fetch weights from."""
     files = [ROOT / "_config.yml", ROOT / "_toc.yml", *(ROOT / "book").rglob("*")]
     files = [f for f in files if f.is_file() and "__pycache__" not in f.parts]
-    return hashlib.sha256((code + _digest(files)).encode()).hexdigest()
+    return hashlib.sha256((code + _digest(files) + f"site={site}").encode()).hexdigest()
 
 
 def build_command(root: Path) -> list[str]:
@@ -95,6 +101,18 @@ def chapters() -> list[Path]:
     return [ROOT / f"{name}.md" for name in files]
 
 
+def publish_weights(dest: Path) -> None:
+    """Copy the registry's weight files into `dest`, each validated: a stray file of the
+    weights folder never leaves the machine, and an unusable one fails the build."""
+    from superposition import experiments, store
+
+    dest.mkdir(parents=True, exist_ok=True)
+    for experiment in experiments.REGISTRY.values():
+        data, path = store.read_bytes(experiment), store.path_for(experiment)
+        store.parse(data, experiment, path)  # the bytes published are the bytes validated
+        (dest / path.name).write_bytes(data)
+
+
 def export(site: str | None) -> float:
     """Fill _build/site_extra/ (weights, executed notebooks, SVG figures). Returns seconds."""
     import jupytext
@@ -103,10 +121,8 @@ def export(site: str | None) -> float:
 
     start = time.perf_counter()
     shutil.rmtree(EXTRA, ignore_errors=True)
-    (EXTRA / "weights").mkdir(parents=True)
-    (EXTRA / "notebooks").mkdir()
-    for path in sorted(_weights_folder().glob("*.safetensors")):
-        shutil.copyfile(path, EXTRA / "weights" / path.name)
+    (EXTRA / "notebooks").mkdir(parents=True)
+    publish_weights(EXTRA / "weights")
     os.environ["SUPERPOSITION_FIGURES"] = str(EXTRA / "figures")  # the kernels inherit it
     try:
         for chapter in chapters():
@@ -123,13 +139,42 @@ def export(site: str | None) -> float:
     return time.perf_counter() - start
 
 
+def run_child(command: list[str], cwd: Path) -> int:
+    """Run `command` in its own process group and wait for it. A SIGTERM, SIGINT or SIGHUP to
+    this script goes to the whole group (Jupyter Book and the kernels it starts), and the
+    script waits for them to end before it exits with 128 + the signal: no orphan is left
+    writing _build/html."""
+    child = subprocess.Popen(command, cwd=cwd, start_new_session=True)
+    received: list[int] = []
+
+    def forward(signum: int, frame: object) -> None:
+        received.append(signum)
+        with contextlib.suppress(ProcessLookupError):  # it has just ended
+            os.killpg(child.pid, signum)
+
+    previous = {sig: signal.signal(sig, forward) for sig in FORWARDED}
+    try:
+        code = child.wait()
+    finally:
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
+    return 128 + received[0] if received else code
+
+
+def _stop(signum: int, frame: object) -> None:
+    sys.exit(128 + signum)  # unwinds the export, whose kernels are shut down on the way out
+
+
 def main() -> int:
+    for sig in FORWARDED:
+        signal.signal(sig, _stop)
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--force", action="store_true", help="rebuild and re-run everything")
     args = parser.parse_args()
 
+    site = os.environ.get("SUPERPOSITION_SITE_URL") or None
     code = code_key()
-    book = book_key(code)
+    book = book_key(code, site)
     code_file, book_file = BUILD / ".code-key", BUILD / ".book-key"
     old_code = code_file.read_text() if code_file.exists() else ""
     old_book = book_file.read_text() if book_file.exists() else ""
@@ -143,17 +188,15 @@ def main() -> int:
 
     start = time.perf_counter()
     try:
-        seconds = export(os.environ.get("SUPERPOSITION_SITE_URL") or None)
+        seconds = export(site)
     except Exception as exc:  # a chapter that fails here fails the build, with its cell
         print(f"exporting the chapters FAILED: {exc}", file=sys.stderr)
         return 1
     print(f"exported notebooks, weights and SVG figures in {seconds:.0f} s")
-    done = subprocess.run(build_command(ROOT), cwd=ROOT)
-    if done.returncode != 0:
-        print(
-            f"book build FAILED (exit {done.returncode}); see the messages above", file=sys.stderr
-        )
-        return done.returncode
+    returncode = run_child(build_command(ROOT), ROOT)
+    if returncode != 0:
+        print(f"book build FAILED (exit {returncode}); see the messages above", file=sys.stderr)
+        return returncode
     BUILD.mkdir(exist_ok=True)
     code_file.write_text(code)
     book_file.write_text(book)

@@ -5,8 +5,12 @@ command `make book` uses (book/build.py), in a temporary folder.
 """
 
 import importlib.util
+import os
 import shutil
+import signal
 import subprocess
+import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -63,10 +67,70 @@ def test_the_code_key_follows_src_and_the_weights(tmp_path, monkeypatch):
     """A changed weight file (or library file) changes the key that clears the execution
     cache, so chapters never keep outputs computed from old weights."""
     monkeypatch.setenv("SUPERPOSITION_WEIGHTS", str(tmp_path))
-    (tmp_path / "a.safetensors").write_bytes(b"one")
+    (tmp_path / "sparsity-sweep.safetensors").write_bytes(b"one")
     before = book_build.code_key()
     assert book_build.code_key() == before
-    (tmp_path / "a.safetensors").write_bytes(b"two")
+    (tmp_path / "sparsity-sweep.safetensors").write_bytes(b"two")
     after = book_build.code_key()
     assert after != before
-    assert book_build.book_key(after) != book_build.book_key(before)
+    assert book_build.book_key(after, None) != book_build.book_key(before, None)
+    (tmp_path / "stray.safetensors").write_bytes(b"not ours")
+    assert book_build.code_key() == after  # a file outside the registry is not the book's
+
+
+def test_the_site_address_is_part_of_the_book_key():
+    """The exported notebooks fetch weights from the site: a new address rebuilds them."""
+    code = book_build.code_key()
+    assert book_build.book_key(code, None) != book_build.book_key(code, "https://example.org/")
+    assert book_build.book_key(code, "https://a.org/") != book_build.book_key(
+        code, "https://b.org/"
+    )
+
+
+def test_only_the_registrys_validated_files_are_published(tmp_path, monkeypatch):
+    from test_store import TINY, fake_result
+
+    from superposition import experiments, store
+
+    monkeypatch.setattr(experiments, "REGISTRY", {TINY.name: TINY})
+    monkeypatch.setenv(store.ENV_FOLDER, str(tmp_path / "weights"))
+    store.save(TINY, fake_result())
+    (tmp_path / "weights" / "my-private-model.safetensors").write_bytes(b"PRIVATE DATA")
+    book_build.publish_weights(tmp_path / "site")
+    assert sorted(p.name for p in (tmp_path / "site").iterdir()) == ["tiny.safetensors"]
+    path = store.path_for(TINY)
+    path.write_bytes(path.read_bytes()[:-1])
+    with pytest.raises(store.WeightsCorrupt):
+        book_build.publish_weights(tmp_path / "site2")
+
+
+CHILD = """
+import os, sys, time
+open(sys.argv[1], "w").write(str(os.getpid()))
+time.sleep(120)
+"""
+PARENT = """
+import importlib.util, sys
+spec = importlib.util.spec_from_file_location("b", {build!r})
+b = importlib.util.module_from_spec(spec); spec.loader.exec_module(b)
+sys.exit(b.run_child([sys.executable, "-c", {child!r}, {pidfile!r}], b.ROOT))
+"""
+
+
+@pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGINT], ids=["SIGTERM", "SIGINT"])
+def test_a_signal_to_the_build_stops_jupyter_book_too(tmp_path, sig):
+    """build.py runs Jupyter Book through `run_child`: a signal to build.py reaches the child,
+    and build.py exits only after the child has."""
+    pidfile = tmp_path / "child.pid"
+    script = PARENT.format(build=str(ROOT / "book" / "build.py"), child=CHILD,
+                           pidfile=str(pidfile))  # fmt: skip
+    parent = subprocess.Popen([sys.executable, "-c", script])
+    deadline = time.monotonic() + 30
+    while not (pidfile.exists() and pidfile.read_text()):
+        assert time.monotonic() < deadline and parent.poll() is None
+        time.sleep(0.05)
+    child = int(pidfile.read_text())
+    parent.send_signal(sig)
+    assert parent.wait(timeout=30) == 128 + sig
+    with pytest.raises(ProcessLookupError):
+        os.kill(child, 0)  # gone (and reaped by its parent, so not even a zombie)

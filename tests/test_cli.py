@@ -1,5 +1,6 @@
 """The command line: argument errors exit 2 with usage; figures skips what is fresh."""
 
+import contextlib
 import subprocess
 import sys
 
@@ -66,3 +67,171 @@ def test_module_entry_point_runs():
         [sys.executable, "-m", "superposition", "--help"], capture_output=True, text=True
     )
     assert done.returncode == 0 and "figures" in done.stdout
+
+
+@pytest.mark.parametrize("device", ["cpu:-1", "cpu:abc", "gpu", "cuda:x", ""])
+def test_every_bad_device_exits_2_with_usage(device, capsys):
+    with pytest.raises(SystemExit) as exit_info:
+        cli.main(["figures", "--device", device])
+    assert exit_info.value.code == 2
+    err = capsys.readouterr().err
+    assert "usage: python -m superposition" in err and "--device" in err
+
+
+@pytest.fixture
+def counted_training(tiny_registry, monkeypatch):
+    """`figures` with its trainer counted (and really run)."""
+    from superposition import train as train_module
+
+    calls = []
+    real = train_module.train
+
+    def counting(experiment, *args):
+        calls.append(experiment.name)
+        return real(experiment, *args)
+
+    monkeypatch.setattr(train_module, "train", counting)
+    return calls
+
+
+def test_a_repeated_only_trains_once(counted_training, capsys):
+    argv = ["figures", "--quiet", "--force", "--only", TINY.name, "--only", TINY.name]
+    assert cli.main(argv) == 0
+    assert counted_training == [TINY.name]
+    assert capsys.readouterr().out.count("training 2 instances") == 1
+
+
+def test_an_unwritable_folder_is_found_before_training(counted_training, monkeypatch, capsys):
+    def read_only(src, dst):
+        raise OSError(30, "Read-only file system")
+
+    monkeypatch.setattr(store.os, "replace", read_only)
+    assert cli.main(["figures", "--quiet"]) == 1
+    assert counted_training == []
+    err = capsys.readouterr().err
+    assert "Read-only file system" in err and "Nothing was trained" in err
+    assert "Traceback" not in err
+
+
+def test_a_read_only_mount_is_found_before_training(
+    counted_training, tiny_registry, monkeypatch, capsys
+):
+    """The real thing, where this machine lets us mount (CI runs as root)."""
+    mount = tiny_registry / "ro"
+    mount.mkdir()
+    made = subprocess.run(["mount", "-t", "tmpfs", "-o", "ro,size=4m", "tmpfs", str(mount)],
+                          capture_output=True)  # fmt: skip
+    if made.returncode != 0:
+        pytest.skip(f"cannot mount here: {made.stderr.decode().strip()}")
+    try:
+        monkeypatch.setenv(store.ENV_FOLDER, str(mount))
+        assert cli.main(["figures", "--quiet"]) == 1
+    finally:
+        subprocess.run(["umount", str(mount)], check=True)
+    assert counted_training == []
+    assert "Read-only file system" in capsys.readouterr().err
+
+
+def test_a_full_folder_is_found_before_training(
+    counted_training, tiny_registry, monkeypatch, capsys
+):
+    mount = tiny_registry / "full"
+    mount.mkdir()
+    made = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=64k", "tmpfs", str(mount)],
+                          capture_output=True)  # fmt: skip
+    if made.returncode != 0:
+        pytest.skip(f"cannot mount here: {made.stderr.decode().strip()}")
+    try:
+        monkeypatch.setenv(store.ENV_FOLDER, str(mount))
+        assert cli.main(["figures", "--quiet"]) == 1
+    finally:
+        subprocess.run(["umount", str(mount)], check=True)
+    assert counted_training == []
+    assert "MiB free in the weights folder" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize(
+    "damage",
+    ["bad-loss", "dict-loss", "nan-loss", "other-experiment", "empty-folder"],
+)
+def test_force_repairs_a_malformed_file_and_check_reports_it_cleanly(tiny_registry, damage, capsys):
+    assert cli.main(["figures", "--quiet"]) == 0
+    path = store.path_for(TINY)
+    if damage == "empty-folder":
+        path.unlink()
+        path.mkdir()
+    else:
+        from test_store import _rewrite
+
+        change = {
+            "bad-loss": {"final_loss": '["x", "x"]'},
+            "dict-loss": {"final_loss": "[{}, {}]"},
+            "nan-loss": {"final_loss": "[NaN, 0.1]"},
+            "other-experiment": {"experiment": "sparsity-sweep"},
+        }[damage]
+        _rewrite(path, **change)
+    capsys.readouterr()
+    assert cli.main(["check"]) == 1
+    assert cli.main(["list"]) == 0
+    assert "corrupt" in capsys.readouterr().out
+    assert cli.main(["figures", "--quiet", "--force"]) == 0
+    assert cli.main(["check"]) == 0
+    assert store.load(TINY).final_loss[0] > 0
+
+
+def test_a_weights_folder_that_is_a_file_is_reported_by_every_command(tiny_registry, monkeypatch,
+                                                                      capsys):  # fmt: skip
+    (tiny_registry / "file").write_text("x")
+    monkeypatch.setenv(store.ENV_FOLDER, str(tiny_registry / "file"))
+    assert cli.main(["check"]) == 1
+    assert cli.main(["list"]) == 0
+    assert "weights folder is not a folder" in capsys.readouterr().out
+    assert cli.main(["figures", "--quiet", "--force"]) == 1
+    assert "Nothing was trained" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("trainer_checks", [True, False], ids=["stops-at-next-step", "after"])
+def test_a_swallowed_stop_never_saves(tiny_registry, monkeypatch, trainer_checks):
+    """If the SystemExit of a SIGTERM is swallowed inside training (by a library's
+    catch-all or a finaliser), the next step ends the run, and nothing is saved after it."""
+    from superposition import train as train_module
+
+    real = train_module.train
+
+    def swallowing(experiment, device, progress, stop_check):
+        with contextlib.suppress(SystemExit):
+            cli._on_signal(15, None)
+        return real(experiment, device, progress, stop_check if trainer_checks else None)
+
+    monkeypatch.setattr(train_module, "train", swallowing)
+    monkeypatch.setattr(cli, "_stopped_by", [])
+    with pytest.raises(SystemExit) if trainer_checks else contextlib.nullcontext() as stopped:
+        code = cli.main(["figures", "--quiet"])
+    assert (stopped.value.code if trainer_checks else code) == 143
+    assert not store.path_for(TINY).exists()
+
+
+def test_cpu_training_holds_the_cpu_lock(tiny_registry, monkeypatch):
+    import fcntl
+    import os
+
+    from superposition import cpu_slot
+    from superposition import train as train_module
+
+    monkeypatch.setenv(cpu_slot.LOCK_ENV, str(tiny_registry / "cpu.lock"))
+    real, held = train_module.train, []
+
+    def probing(experiment, *args):
+        fd = os.open(cpu_slot.lock_path(), os.O_RDONLY)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            held.append(False)
+        except BlockingIOError:
+            held.append(True)
+        finally:
+            os.close(fd)
+        return real(experiment, *args)
+
+    monkeypatch.setattr(train_module, "train", probing)
+    assert cli.main(["figures", "--quiet", "--device", "cpu"]) == 0
+    assert held == [True]

@@ -3,6 +3,8 @@
 import dataclasses
 import json
 import pickle
+import re
+from pathlib import Path
 
 import pytest
 import torch
@@ -10,7 +12,7 @@ from safetensors.torch import save as st_save
 
 from superposition import store
 from superposition.experiments import Experiment
-from superposition.train import TrainResult
+from superposition.result import TrainResult
 
 TINY = Experiment(
     name="tiny", label="T", title="tiny", n_features=3, n_hidden=2,
@@ -228,3 +230,222 @@ def test_fetch_downloads_validates_and_refuses_bad_files(saved, tmp_path, monkey
         assert not (bad / path.name).exists()
         with pytest.raises(ValueError, match="http"):
             store.fetch("tiny", "file:///etc/", tmp_path / "other")
+
+
+# --- Bad files and folders: every one a WeightsError naming the rebuild command ---------
+
+
+@pytest.mark.parametrize(
+    "change,message",
+    [
+        (dict(final_loss='["x", "x", "x", "x"]'), "final_loss holds a value that is not finite"),
+        (dict(final_loss="[{}, {}, {}, {}]"), "final_loss holds a value that is not finite"),
+        (dict(final_loss="[0.1, NaN, 0.3, 0.4]"), "not finite"),
+        (dict(final_loss="[0.1, Infinity, 0.3, 0.4]"), "not finite"),
+        (dict(final_loss="[0.1, true, 0.3, 0.4]"), "not finite"),
+        (dict(experiment="sparsity-sweep"), "holds experiment 'sparsity-sweep', not tiny"),
+        (dict(versions='["torch"]'), "versions is not a map of strings"),
+    ],
+)  # fmt: skip
+def test_malformed_metadata_is_a_weights_error(saved, change, message):
+    path, _ = saved
+    _rewrite(path, **change)
+    with pytest.raises(store.WeightsCorrupt, match=message + ".*make figures"):
+        store.load(TINY, path.parent)
+    assert store.status(TINY, path.parent)[0] == "corrupt"
+
+
+def _fifo(path):
+    import os
+
+    os.mkfifo(path)
+
+
+def _dev_zero(path):
+    path.symlink_to("/dev/zero")
+
+
+def _folder(path):
+    path.mkdir()
+    (path / "inside").write_text("x")
+
+
+def _too_big(path):
+    with open(path, "wb") as f:
+        f.truncate(store.max_file_size(TINY) + 1)  # sparse: costs no disk
+
+
+@pytest.mark.parametrize(
+    "make,message",
+    [(_fifo, "not a regular file"), (_dev_zero, "not a regular file"),
+     (_folder, "is a folder"), (_too_big, "more than the .* its shapes allow")],
+    ids=["fifo", "symlink-to-dev-zero", "folder", "too-big"],
+)  # fmt: skip
+def test_a_path_that_is_no_weight_file_is_refused_at_once(tmp_path, make, message):
+    import threading
+
+    make(tmp_path / "tiny.safetensors")
+    outcome = []
+
+    def attempt():
+        try:
+            store.load(TINY, tmp_path)
+        except store.WeightsError as exc:
+            outcome.append(exc)
+
+    reader = threading.Thread(target=attempt, daemon=True)
+    reader.start()
+    reader.join(timeout=10)  # a FIFO would block a plain read forever, /dev/zero fill memory
+    assert not reader.is_alive(), "load hung"
+    assert len(outcome) == 1 and isinstance(outcome[0], store.WeightsCorrupt)
+    assert re.search(message, str(outcome[0])) and "make figures" in str(outcome[0])
+
+
+def test_a_weights_folder_that_is_a_file_is_reported(tmp_path):
+    (tmp_path / "file").write_text("not a folder")
+    with pytest.raises(store.WeightsCorrupt, match="weights folder is not a folder"):
+        store.load(TINY, tmp_path / "file")
+    assert store.status(TINY, tmp_path / "file")[0] == "corrupt"
+    with pytest.raises(store.WeightsUnwritable, match="Nothing was trained"):
+        store.prepare(TINY, tmp_path / "file")
+
+
+# --- Before training: the destination must take the file -----------------------------
+
+
+def test_prepare_accepts_a_writable_folder_and_leaves_nothing(tmp_path):
+    assert store.prepare(TINY, tmp_path / "new") == tmp_path / "new" / "tiny.safetensors"
+    assert list((tmp_path / "new").iterdir()) == []
+
+
+def test_prepare_removes_an_empty_folder_in_the_way_but_not_a_full_one(tmp_path):
+    (tmp_path / "tiny.safetensors").mkdir()
+    store.prepare(TINY, tmp_path)
+    assert not (tmp_path / "tiny.safetensors").exists()
+    _folder(tmp_path / "tiny.safetensors")
+    with pytest.raises(store.WeightsUnwritable, match="not empty"):
+        store.prepare(TINY, tmp_path)
+    assert (tmp_path / "tiny.safetensors" / "inside").exists()
+
+
+def test_prepare_refuses_a_folder_without_room(tmp_path, monkeypatch):
+    usage = store.shutil.disk_usage(tmp_path)
+    monkeypatch.setattr(store.shutil, "disk_usage", lambda p: usage._replace(free=1000))
+    with pytest.raises(store.WeightsUnwritable, match="MiB free.*needed"):
+        store.prepare(TINY, tmp_path)
+
+
+def test_prepare_refuses_a_folder_where_replacing_fails(tmp_path, monkeypatch):
+    def read_only(src, dst):
+        raise OSError(30, "Read-only file system")
+
+    monkeypatch.setattr(store.os, "replace", read_only)
+    with pytest.raises(store.WeightsUnwritable, match="Read-only file system"):
+        store.prepare(TINY, tmp_path)
+    assert list(tmp_path.iterdir()) == []
+
+
+# --- Temporary files: check names only its own, and never one being written ----------
+
+
+def test_leftovers_are_only_our_unlocked_temporaries(tmp_path):
+    import fcntl
+    import os
+
+    ours = tmp_path / ".tiny.safetensors.abcd1234.tmp"
+    ours.write_bytes(b"half")
+    (tmp_path / ".notes.tmp").write_text("someone else's")
+    (tmp_path / ".tiny.safetensors.x.tmp").write_text("not our scheme")
+    fd, writing = store._temporary(tmp_path / "tiny.safetensors")  # a write in progress
+    try:
+        assert store.leftover_temporaries(tmp_path) == [ours]
+    finally:
+        os.close(fd)
+    assert sorted(store.leftover_temporaries(tmp_path)) == sorted([ours, Path(writing)])
+    # Control: the lock really is what hides the write in progress.
+    fd = os.open(ours, os.O_RDONLY)
+    fcntl.flock(fd, fcntl.LOCK_EX)
+    try:
+        assert ours not in store.leftover_temporaries(tmp_path)
+    finally:
+        os.close(fd)
+
+
+# --- Downloads: capped in size and in time -------------------------------------------
+
+
+def _serve(body_chunks, declared=None):
+    """A local HTTP server answering every GET with `body_chunks` (an iterable of (bytes,
+    pause)), optionally declaring a Content-Length. Returns (server, base URL)."""
+    import http.server
+    import threading
+    import time
+
+    class Handler(http.server.BaseHTTPRequestHandler):
+        def do_GET(self):  # noqa: N802 (the http.server API)
+            self.send_response(200)
+            if declared is not None:
+                self.send_header("Content-Length", str(declared))
+            self.end_headers()
+            try:
+                for chunk, pause in body_chunks():
+                    self.wfile.write(chunk)
+                    self.wfile.flush()
+                    time.sleep(pause)
+            except (BrokenPipeError, ConnectionResetError):
+                pass  # the client gave up, as it should
+
+        def log_message(self, *args):
+            pass
+
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    server.daemon_threads = True
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    return server, f"http://127.0.0.1:{server.server_address[1]}/"
+
+
+def test_a_slow_download_stops_at_the_deadline(tmp_path, monkeypatch):
+    import time
+
+    monkeypatch.setattr(store, "get", lambda name: TINY)
+    server, url = _serve(lambda: ((b"x", 0.05) for _ in range(10_000)))  # 20 bytes a second
+    try:
+        start = time.monotonic()
+        with pytest.raises(store.WeightsMissing, match="took longer than 1 s"):
+            store.fetch("tiny", url, tmp_path, deadline_s=1.0)
+        assert time.monotonic() - start < 5
+    finally:
+        server.shutdown()
+    assert list(tmp_path.iterdir()) == []
+
+
+@pytest.mark.parametrize("declared", [True, False], ids=["declared", "undeclared"])
+def test_a_download_larger_than_the_shapes_allow_is_refused(tmp_path, monkeypatch, declared):
+    monkeypatch.setattr(store, "get", lambda name: TINY)
+    limit = store.max_file_size(TINY)
+
+    def body():
+        for _ in range(limit // 65536 + 100):  # about 6 MB past the limit, if all were read
+            yield b"\0" * 65536, 0
+
+    server, url = _serve(body, declared=limit + 1 if declared else None)
+    try:
+        with pytest.raises(store.WeightsCorrupt, match=f"more than {limit}"):
+            store.fetch("tiny", url, tmp_path)
+    finally:
+        server.shutdown()
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_an_invalid_download_leaves_the_old_file_alone(saved, tmp_path, monkeypatch):
+    path, _ = saved
+    path.write_bytes(path.read_bytes()[:-1])  # an unusable local copy, so fetch downloads
+    before = path.read_bytes()
+    monkeypatch.setattr(store, "get", lambda name: TINY)
+    server, url = _serve(lambda: iter([(b"junk", 0)]))
+    try:
+        with pytest.raises(store.WeightsCorrupt):
+            store.fetch("tiny", url, path.parent)
+    finally:
+        server.shutdown()
+    assert path.read_bytes() == before

@@ -16,6 +16,7 @@ import resource
 import signal
 import sys
 from collections.abc import Sequence
+from contextlib import nullcontext
 
 from . import experiments, store
 
@@ -50,24 +51,53 @@ def _peak_rss_mib() -> float:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # Linux reports KiB
 
 
+# The signal that asked this process to stop, if any. The handler also raises SystemExit,
+# but an exception raised while Python runs a finaliser or a library's catch-all can be
+# swallowed, so `figures` checks this before it saves and `main` before it returns.
+_stopped_by: list[int] = []
+
+
+def _on_signal(signum: int, frame: object) -> None:
+    _stopped_by.append(signum)
+    sys.exit(128 + signum)
+
+
+def _raise_if_stopped() -> None:
+    if _stopped_by:
+        sys.exit(128 + _stopped_by[0])
+
+
 def cmd_figures(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
+    from .cpu_slot import cpu_slot
     from .train import pick_device, train  # torch start-up only when training
 
     try:
         device = str(pick_device(args.device))
-    except ValueError as exc:
+    except (ValueError, RuntimeError) as exc:  # torch's own parse errors are RuntimeErrors
         parser.error(f"--device: {exc}")
-    names = args.only or list(experiments.REGISTRY)
+    names = list(dict.fromkeys(args.only or experiments.REGISTRY))  # each once, in order
+    todo = []
     for name in names:
         experiment = experiments.get(name)
         state, detail = store.status(experiment)
         if state == "fresh" and not args.force:
             print(f"{name}: fresh, skipped ({store.path_for(experiment)})")
-            continue
-        reason = "forced" if state == "fresh" else f"{state}: {detail}"
+        else:
+            todo.append((experiment, "forced" if state == "fresh" else f"{state}: {detail}"))
+    try:  # every destination is checked before anything trains
+        for experiment, _ in todo:
+            store.prepare(experiment)
+    except store.WeightsUnwritable as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 1
+    for experiment, reason in todo:
+        name = experiment.name
         print(f"{name}: training {experiment.n_instances} instances on {device} ({reason})")
         code_hash = store.content_hash(experiment)
-        result = train(experiment, device=device, progress=not args.quiet)
+        with cpu_slot(f"figures --only {name}") if device == "cpu" else nullcontext():
+            result = train(experiment, device, not args.quiet, _raise_if_stopped)
+        if _stopped_by:
+            return 128 + _stopped_by[0]  # a stop that was swallowed: never save after it
         path = store.save(experiment, result, code_hash=code_hash)
         print(
             f"{name}: {experiment.steps} steps in {result.seconds:.1f} s "
@@ -98,7 +128,8 @@ def cmd_list(args: argparse.Namespace) -> int:
         print(
             f"{experiment.label} {experiment.name}: fresh ({len(weights.seeds)} instances)  {path}"
         )
-        print(f"    trained on {weights.device}; final loss per setting over seeds:")
+        print(f"    trained on {weights.device} ({weights.mode}, {weights.hardware})")
+        print("    final loss per setting over seeds:")
         print(f"    {_loss_summary(weights)}")
     return 0
 
@@ -112,9 +143,8 @@ def cmd_check(args: argparse.Namespace) -> int:
         else:
             problems += 1
             print(f"{state:8} {experiment.name}: {detail}")
-    leftovers = sorted(store.folder().glob(".*.tmp")) if store.folder().exists() else []
-    for path in leftovers:
-        print(f"leftover {path} (an interrupted write; safe to delete)")
+    for path in store.leftover_temporaries():
+        print(f"leftover {path} (an interrupted write of ours, no longer open; safe to delete)")
     if problems:
         print(f"{problems} problem(s); rebuild with `make figures`", file=sys.stderr)
     return 1 if problems else 0
@@ -125,16 +155,18 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = parser.parse_args(argv)
     # A polite kill (SIGTERM) unwinds like Ctrl-C, so a half-written temporary file is
     # removed; the cached file is only ever replaced whole.
-    signal.signal(signal.SIGTERM, lambda signum, frame: sys.exit(128 + signum))
+    signal.signal(signal.SIGTERM, _on_signal)
     try:
         if args.command == "figures":
-            return cmd_figures(args, parser)
-        if args.command == "list":
-            return cmd_list(args)
-        return cmd_check(args)
+            code = cmd_figures(args, parser)
+        elif args.command == "list":
+            code = cmd_list(args)
+        else:
+            code = cmd_check(args)
     except KeyboardInterrupt:
         print("interrupted; the cached weights are unchanged", file=sys.stderr)
         return 130
+    return 128 + _stopped_by[0] if _stopped_by else code
 
 
 if __name__ == "__main__":

@@ -22,11 +22,19 @@ Writes go to a temporary file that replaces the old one atomically.
 
 from __future__ import annotations
 
+import ast
+import errno
+import fcntl
 import hashlib
 import json
+import math
 import os
 import platform
+import re
+import shutil
+import stat
 import tempfile
+import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -39,14 +47,20 @@ from . import __version__
 from .experiments import Experiment, get
 from .paths import ENV_FOLDER as ENV_FOLDER  # re-exported: store.ENV_FOLDER
 from .paths import weights_folder
-from .train import TrainResult
+from .result import TrainResult
 
 FORMAT = "superposition-weights/1"
 TENSORS = ("W1", "W2", "b")
 _TRAINING_CODE = ("data.py", "model.py", "train.py")
 _LIST_KEYS = ("feature_probs", "seeds", "final_loss")
 _REQUIRED = ("format", "experiment", "config", "content_hash", *_LIST_KEYS, "device",
-             "versions", "tensor_sha256")  # fmt: skip
+             "mode", "hardware", "versions", "tensor_sha256")  # fmt: skip
+MODES = ("compiled", "eager")
+# The JSON header holds the config and per-instance lists: a few kB. Anything far larger is
+# not one of our files, and a file is never read past what its shapes allow.
+HEADER_MAX = 1 << 20
+# A temporary file of ours: ".<experiment>.safetensors.<8 characters of mkstemp>.tmp".
+_TEMPORARY = re.compile(r"^\.(?P<name>[a-z0-9-]+)\.safetensors\.[a-z0-9_]{8}\.tmp$")
 
 
 class WeightsError(Exception):
@@ -54,9 +68,12 @@ class WeightsError(Exception):
 
     def __init__(self, path: Path, problem: str, name: str) -> None:
         self.path, self.problem, self.name = path, problem, name
-        super().__init__(
-            f"{path}: {problem}. Rebuild it with `make figures` "
-            f"(or `python -m superposition figures --only {name}`)."
+        super().__init__(f"{path}: {problem}. {self.hint()}")
+
+    def hint(self) -> str:
+        return (
+            f"Rebuild it with `make figures` "
+            f"(or `python -m superposition figures --only {self.name}`)."
         )
 
 
@@ -72,6 +89,16 @@ class WeightsStale(WeightsError):
     pass
 
 
+class WeightsUnwritable(WeightsError):
+    """The weights folder cannot take a new file (read-only, full, not a folder...)."""
+
+    def hint(self) -> str:
+        return (
+            f"Nothing was trained. Make the folder writable, free space, or point "
+            f"${ENV_FOLDER} at another folder, then run `make figures` again."
+        )
+
+
 @dataclass(frozen=True)
 class Weights:
     experiment: Experiment
@@ -82,6 +109,8 @@ class Weights:
     seeds: list[int]
     final_loss: list[float]
     device: str
+    mode: str  # "compiled" or "eager"
+    hardware: str  # the processor (or GPU) it was trained on
     versions: dict[str, str]
     content_hash: str
     tensor_sha256: str
@@ -109,12 +138,44 @@ def path_for(experiment: Experiment, where: Path | None = None) -> Path:
 
 
 def content_hash(experiment: Experiment) -> str:
-    """Changes whenever the config or the code that trains it changes."""
+    """Changes whenever the config or the code that trains it changes; comments, docstrings
+    and layout are not code, so editing them leaves every cached file fresh."""
     h = hashlib.sha256(experiment.to_json().encode())
     here = Path(__file__).parent
     for name in _TRAINING_CODE:
-        h.update(name.encode() + b"\0" + (here / name).read_bytes())
+        h.update(name.encode() + b"\0" + code_text((here / name).read_text()).encode())
     return h.hexdigest()
+
+
+def code_text(source: str) -> str:
+    """The source with comments, docstrings and formatting removed: its syntax tree, printed."""
+    tree = ast.parse(source)
+    for node in ast.walk(tree):
+        body = getattr(node, "body", None)
+        if (
+            isinstance(node, ast.Module | ast.ClassDef | ast.FunctionDef | ast.AsyncFunctionDef)
+            and body
+            and isinstance(body[0], ast.Expr)
+            and isinstance(body[0].value, ast.Constant)
+            and isinstance(body[0].value.value, str)
+        ):
+            node.body = body[1:] or [ast.Pass()]
+    return ast.unparse(tree)
+
+
+def hardware(device: str) -> str:
+    """The processor a run used: the CPU's model name, or the GPU's."""
+    if device.startswith("cuda"):
+        return torch.cuda.get_device_name(torch.device(device))
+    if device.startswith("mps"):
+        return f"Apple MPS ({platform.machine()})"
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or platform.machine()
 
 
 def _raw_bytes(tensor: Tensor) -> bytes:
@@ -152,6 +213,8 @@ def save(
         "seeds": json.dumps(experiment.instance_seeds),
         "final_loss": json.dumps([float(x) for x in result.final_loss]),
         "device": result.device,
+        "mode": result.mode,
+        "hardware": hardware(result.device),
         "versions": json.dumps(
             {
                 "python": platform.python_version(),
@@ -189,9 +252,17 @@ def serialise(tensors: dict[str, Tensor], metadata: dict[str, str]) -> bytes:
     return len(text).to_bytes(8, "little") + text + b"".join(chunks)
 
 
+def _temporary(path: Path) -> tuple[int, str]:
+    """A new temporary file beside `path`, named by our scheme and locked while it is open:
+    `check` reports only unlocked ones, so a write in progress is never called a leftover."""
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    fcntl.flock(fd, fcntl.LOCK_EX)
+    return fd, tmp
+
+
 def _atomic_write(path: Path, data: bytes) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    fd, tmp = _temporary(path)
     try:
         umask = os.umask(0)
         os.umask(umask)
@@ -200,7 +271,7 @@ def _atomic_write(path: Path, data: bytes) -> None:
             f.write(data)
             f.flush()
             os.fsync(f.fileno())
-        os.replace(tmp, path)
+            os.replace(tmp, path)  # while the lock is held
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
         raise
@@ -211,13 +282,93 @@ def _atomic_write(path: Path, data: bytes) -> None:
         os.close(dir_fd)
 
 
+def max_file_size(experiment: Experiment) -> int:
+    """The most bytes a weight file of this experiment can hold: its tensors and a header."""
+    k, m, n = experiment.n_instances, experiment.n_hidden, experiment.n_features
+    return 8 + HEADER_MAX + 4 * k * (2 * m * n + n)
+
+
+def prepare(experiment: Experiment, where: Path | None = None) -> Path:
+    """Before training: make sure a finished run can be saved, or raise `WeightsUnwritable`.
+
+    Creates the folder if needed, removes an empty directory squatting on the file's path,
+    creates a temporary file, replaces a second one with it and deletes it (what `save`
+    does), and checks that the free space holds twice the largest possible file.
+    """
+    path, name = path_for(experiment, where), experiment.name
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        if path.is_dir() and not path.is_symlink():
+            try:
+                path.rmdir()
+            except OSError:
+                raise WeightsUnwritable(
+                    path, "a folder that is not empty stands where the weight file goes", name
+                ) from None
+        _probe_replace(path)
+        free = shutil.disk_usage(path.parent).free
+    except OSError as exc:
+        problem = f"the weights folder cannot take a new file ({exc})"
+        raise WeightsUnwritable(path, problem, name) from None
+    needed = 2 * max_file_size(experiment)
+    if free < needed:
+        raise WeightsUnwritable(
+            path, f"{free / 2**20:.1f} MiB free in the weights folder, {needed / 2**20:.1f} MiB "
+            f"needed", name,
+        )  # fmt: skip
+    return path
+
+
+def _probe_replace(path: Path) -> None:
+    """Write a temporary file beside `path` and replace another with it, as `save` will."""
+    fds, names = [], []
+    try:
+        for _ in range(2):
+            fd, name = _temporary(path)
+            fds.append(fd)
+            names.append(name)
+        os.write(fds[0], b"probe")
+        os.fsync(fds[0])
+        os.replace(names[0], names[1])
+    finally:
+        for fd in fds:
+            os.close(fd)
+        for name in names:
+            Path(name).unlink(missing_ok=True)
+
+
+def leftover_temporaries(where: Path | None = None) -> list[Path]:
+    """Temporary files of our naming scheme that no running write holds: interrupted writes."""
+    base = where or folder()
+    if not base.is_dir():
+        return []
+    found = []
+    for path in sorted(base.iterdir()):
+        if not _TEMPORARY.match(path.name) or not path.is_file() or path.is_symlink():
+            continue
+        try:
+            fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK)
+        except OSError:
+            continue
+        try:
+            fcntl.flock(fd, fcntl.LOCK_SH | fcntl.LOCK_NB)
+        except OSError as exc:  # a write in progress holds it
+            if exc.errno not in (errno.EWOULDBLOCK, errno.EAGAIN):
+                raise
+            continue
+        finally:
+            os.close(fd)
+        found.append(path)
+    return found
+
+
 def read_metadata(data: bytes, path: Path) -> dict[str, str]:
     """The string metadata of a safetensors file's bytes, parsed from its JSON header."""
     name = path.stem
     if len(data) < 8:
         raise WeightsCorrupt(path, "file is truncated (no safetensors header)", name)
     size = int.from_bytes(data[:8], "little")
-    if size > 100_000_000:
+    if size > HEADER_MAX:
         raise WeightsCorrupt(path, "header length is implausible", name)
     raw = data[8 : 8 + size]
     if len(raw) < size:
@@ -232,21 +383,62 @@ def read_metadata(data: bytes, path: Path) -> dict[str, str]:
     return meta
 
 
+def read_bytes(experiment: Experiment, where: Path | None = None) -> bytes:
+    """The weight file's bytes, if it is a regular file no larger than its shapes allow
+    (unvalidated: `parse` checks them). Opened without blocking, so a FIFO or a device at
+    the path is refused, not read."""
+    path, name, limit = path_for(experiment, where), experiment.name, max_file_size(experiment)
+    try:
+        fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK)
+    except FileNotFoundError:
+        raise WeightsMissing(path, "weight file is missing", name) from None
+    except NotADirectoryError:
+        raise WeightsCorrupt(path, "the weights folder is not a folder", name) from None
+    except OSError as exc:
+        raise WeightsCorrupt(path, f"cannot be opened ({exc.strerror})", name) from None
+    try:
+        info = os.fstat(fd)
+        if stat.S_ISDIR(info.st_mode):
+            raise WeightsCorrupt(path, "is a folder, not a weight file", name)
+        if not stat.S_ISREG(info.st_mode):
+            raise WeightsCorrupt(path, "is not a regular file (a device, FIFO or socket)", name)
+        if info.st_size > limit:
+            raise WeightsCorrupt(
+                path, f"is {info.st_size} bytes, more than the {limit} its shapes allow", name
+            )
+        with os.fdopen(os.dup(fd), "rb") as f:
+            return f.read(limit + 1)[:limit]  # a file growing while read is cut, then refused
+    except OSError as exc:
+        raise WeightsCorrupt(path, f"cannot be read ({exc.strerror})", name) from None
+    finally:
+        os.close(fd)
+
+
 def load(experiment: Experiment | str, where: Path | None = None) -> Weights:
     """Load and validate one experiment's weights, or raise a `WeightsError`."""
     if isinstance(experiment, str):
         experiment = get(experiment)
-    path, name = path_for(experiment, where), experiment.name
-    try:
-        data = path.read_bytes()  # read once: the header, then the tensors, from these bytes
-    except FileNotFoundError:
-        raise WeightsMissing(path, "weight file is missing", name) from None
+    return parse(read_bytes(experiment, where), experiment, path_for(experiment, where))
+
+
+def _numbers(values: list, kind: type) -> bool:
+    """Every entry a finite number of that kind (JSON's true and false do not count)."""
+    return all(
+        isinstance(v, kind | int) and not isinstance(v, bool) and math.isfinite(v) for v in values
+    )
+
+
+def parse(data: bytes, experiment: Experiment, path: Path) -> Weights:
+    """Validate a weight file's bytes against `experiment`; raise a `WeightsError` if unusable."""
+    name = experiment.name
     meta = read_metadata(data, path)
     missing = [k for k in _REQUIRED if k not in meta]
     if missing:
         raise WeightsCorrupt(path, f"metadata lacks {', '.join(missing)}", name)
     if meta["format"] != FORMAT:
         raise WeightsCorrupt(path, f"unknown format {meta['format']!r}", name)
+    if meta["experiment"] != name:
+        raise WeightsCorrupt(path, f"it holds experiment {meta['experiment']!r}, not {name}", name)
     if meta["config"] != experiment.to_json():
         raise WeightsStale(path, "it was trained with a different config", name)
     if meta["content_hash"] != content_hash(experiment):
@@ -263,6 +455,12 @@ def load(experiment: Experiment | str, where: Path | None = None) -> Weights:
         experiment.instance_seeds
     ):
         raise WeightsCorrupt(path, "per-instance sparsities or seeds do not match", name)
+    if not _numbers(lists["final_loss"], float):
+        raise WeightsCorrupt(path, "metadata final_loss holds a value that is not finite", name)
+    if meta["mode"] not in MODES:
+        raise WeightsCorrupt(path, f"unknown training mode {meta['mode']!r}", name)
+    if not isinstance(versions, dict) or not all(isinstance(v, str) for v in versions.values()):
+        raise WeightsCorrupt(path, "metadata versions is not a map of strings", name)
     try:
         tensors = st_load(data)
     except Exception as exc:  # safetensors raises its own error types for bad bytes
@@ -279,6 +477,8 @@ def load(experiment: Experiment | str, where: Path | None = None) -> Weights:
         seeds=[int(x) for x in lists["seeds"]],
         final_loss=[float(x) for x in lists["final_loss"]],
         device=meta["device"],
+        mode=meta["mode"],
+        hardware=meta["hardware"],
         versions=versions,
         content_hash=meta["content_hash"],
         tensor_sha256=meta["tensor_sha256"],
@@ -309,33 +509,50 @@ def status(experiment: Experiment, where: Path | None = None) -> tuple[str, str]
         return "missing", e.problem
     except WeightsStale as e:
         return "stale", e.problem
-    except WeightsCorrupt as e:
+    except WeightsError as e:
         return "corrupt", e.problem
     return "fresh", f"{len(w.final_loss)} instances"
 
 
-def fetch(experiment: Experiment | str, base_url: str, where: Path | None = None) -> Path:
+def fetch(
+    experiment: Experiment | str,
+    base_url: str,
+    where: Path | None = None,
+    deadline_s: float = 600.0,
+) -> Path:
     """Download an experiment's weight file from `base_url` (e.g. the book's site, which
     publishes them under weights/) into the local folder, unless a valid copy is there.
 
-    The download is written atomically and then validated by `load` like any other file;
-    an unusable download raises a `WeightsError` and is removed.
+    The download stops at the most bytes the experiment's shapes allow and after
+    `deadline_s` seconds in all, and is validated like any file before it is written
+    (atomically): an unusable download raises a `WeightsError` and leaves the folder as it was.
     """
     import urllib.request
 
     if isinstance(experiment, str):
         experiment = get(experiment)
-    path = path_for(experiment, where)
+    path, name = path_for(experiment, where), experiment.name
     if status(experiment, where)[0] == "fresh":
         return path
     url = base_url.rstrip("/") + "/" + path.name
     if not url.startswith(("http://", "https://")):
         raise ValueError(f"not an http(s) URL: {url}")
-    with urllib.request.urlopen(url, timeout=60) as response:
-        _atomic_write(path, response.read())
-    try:
-        load(experiment, where)
-    except WeightsError:
-        path.unlink(missing_ok=True)
-        raise
+    limit, end = max_file_size(experiment), time.monotonic() + deadline_s
+    chunks, size = [], 0
+    with urllib.request.urlopen(url, timeout=min(60.0, deadline_s)) as response:
+        declared = int(response.headers.get("Content-Length") or 0)
+        if declared > limit:
+            raise WeightsCorrupt(path, f"{url} is {declared} bytes, more than {limit}", name)
+        while chunk := response.read1(1 << 20):  # returns as soon as any bytes arrive
+            chunks.append(chunk)
+            size += len(chunk)
+            if size > limit:
+                raise WeightsCorrupt(path, f"{url} sends more than {limit} bytes", name)
+            if time.monotonic() > end:
+                raise WeightsMissing(
+                    path, f"the download from {url} took longer than {deadline_s:g} s", name
+                )
+    data = b"".join(chunks)
+    parse(data, experiment, path)
+    _atomic_write(path, data)
     return path

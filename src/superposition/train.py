@@ -17,7 +17,8 @@ import math
 import os
 import sys
 import time
-from dataclasses import dataclass
+from collections.abc import Callable
+from contextlib import contextmanager
 
 import torch
 from torch import Tensor
@@ -33,16 +34,7 @@ from .model import (
     outputs,
     weighted_loss,
 )
-
-
-@dataclass(frozen=True)
-class TrainResult:
-    W1: Tensor  # [instances, m, n], float32, on the CPU
-    W2: Tensor  # [instances, n, m]
-    b: Tensor  # [instances, n]
-    final_loss: list[float]  # per instance, on the fixed evaluation batch
-    device: str
-    seconds: float
+from .result import TrainResult
 
 
 def pick_device(requested: str | None = None) -> torch.device:
@@ -58,11 +50,14 @@ def pick_device(requested: str | None = None) -> torch.device:
         "cuda": torch.cuda.is_available(),
         "mps": torch.backends.mps.is_available(),
     }
-    kind = requested.split(":")[0]
-    if kind not in available:
-        raise ValueError(f"unknown device {requested!r}; use auto, cpu, cuda or mps")
+    kind, _, index = requested.partition(":")
+    if kind not in available or (index and not index.isdigit()):
+        raise ValueError(f"unknown device {requested!r}; use auto, cpu, cuda, cuda:N or mps")
     if not available[kind]:
         raise ValueError(f"device {requested!r} is not available on this machine")
+    if kind == "cuda" and index and int(index) >= torch.cuda.device_count():
+        raise ValueError(f"no device {requested!r}: this machine has "
+                         f"{torch.cuda.device_count()} CUDA device(s)")  # fmt: skip
     return torch.device(requested)
 
 
@@ -131,8 +126,9 @@ _EVAL_CHUNK = 4096  # evaluation rows per chunk
 
 
 @torch.no_grad()
-def evaluate(model: AbsModel, experiment: Experiment, probs: Tensor) -> list[float]:
-    """Per-instance loss on the experiment's fixed evaluation batch.
+def evaluate(model: AbsModel, experiment: Experiment, probs: Tensor) -> tuple[list[float], bool]:
+    """Per-instance loss on the experiment's fixed evaluation batch, and whether it ran
+    compiled.
 
     The batch is drawn by the counter-based sampler under `eval_seed`, in chunks (chunk c
     is "step" c of that stream), so it is the same on every device and never held whole.
@@ -147,7 +143,8 @@ def evaluate(model: AbsModel, experiment: Experiment, probs: Tensor) -> list[flo
         x = counter_sample(rows, probs, n, keys, chunk)  # [instances, rows, n]
         return weighted_loss(outputs(W1, W2, b, x), x, importance)  # [instances]
 
-    if _compile_wanted(dev):
+    compiled = _compile_wanted(dev)
+    if compiled:
         chunk_loss = _CompiledStep(chunk_loss)
     weights = (model.W1.detach(), model.W2.detach(), model.b.detach())
     total = torch.zeros(experiment.n_instances, dtype=torch.float64, device=dev)
@@ -157,7 +154,8 @@ def evaluate(model: AbsModel, experiment: Experiment, probs: Tensor) -> list[flo
         loss = chunk_loss(*weights, rows, torch.tensor(chunk, dtype=torch.int64))
         total += loss.double() * rows
         done, chunk = done + rows, chunk + 1
-    return (total / size).cpu().tolist()
+    compiled = compiled and chunk_loss.compiled
+    return (total / size).cpu().tolist(), compiled
 
 
 def _compile_wanted(device: torch.device) -> bool:
@@ -174,6 +172,10 @@ class _CompiledStep:
         self.eager = step_fn
         self.fn = torch.compile(step_fn, dynamic=False, fullgraph=True)
         self.checked = False
+
+    @property
+    def compiled(self) -> bool:
+        return self.fn is not self.eager
 
     def __call__(self, *args):
         if self.checked:
@@ -214,8 +216,36 @@ def _optimiser(model: AbsModel, experiment: Experiment) -> torch.optim.Optimizer
         return torch.optim.AdamW(params, foreach=True, **kwargs)
 
 
-def train(experiment: Experiment, device: str | None = None, progress: bool = True) -> TrainResult:
+def train(
+    experiment: Experiment,
+    device: str | None = None,
+    progress: bool = True,
+    stop_check: Callable[[], None] | None = None,
+) -> TrainResult:
+    """Train every instance of `experiment`. `stop_check` is called before every step and
+    may raise to end the run (the command line's way to honour a signal for certain)."""
     dev = pick_device(device)
+    with _flush_denormals(dev):
+        return _train(experiment, dev, progress, stop_check or (lambda: None))
+
+
+@contextmanager
+def _flush_denormals(device: torch.device):
+    """Treat subnormal floats as zero on the CPU while training. The recipe's small
+    initialisation drives weights, gradients and Adam's moments into the subnormal range,
+    where x86 arithmetic is many times slower; flushing them changes values below 1e-38."""
+    if device.type != "cpu" or not torch.set_flush_denormal(True):
+        yield
+        return
+    try:
+        yield
+    finally:
+        torch.set_flush_denormal(False)
+
+
+def _train(
+    experiment: Experiment, dev: torch.device, progress: bool, stop_check: Callable[[], None]
+) -> TrainResult:
     start = time.perf_counter()
     probs = torch.tensor(experiment.instance_probs, dtype=torch.float32, device=dev)
     importance = torch.tensor(experiment.importance(), dtype=torch.float32, device=dev)
@@ -232,7 +262,8 @@ def train(experiment: Experiment, device: str | None = None, progress: bool = Tr
     optimiser = _optimiser(model, experiment)
     recycle_generator = torch.Generator(dev).manual_seed(experiment.data_seed + 1)
     step_fn = _step_function(experiment, probs, importance)
-    if _compile_wanted(dev):
+    compiled = _compile_wanted(dev)
+    if compiled:
         step_fn = _CompiledStep(step_fn)
 
     bar = tqdm(
@@ -249,6 +280,7 @@ def train(experiment: Experiment, device: str | None = None, progress: bool = Tr
     # updates show through; passing them keeps autograd out of the compiled step.
     raw = tuple(p.detach() for p in params)
     for step in bar:
+        stop_check()
         for group in optimiser.param_groups:
             group["lr"] = experiment.lr * lr_factor(step, experiment)
         loss, *grads = step_fn(*raw, torch.tensor(step, dtype=torch.int64))
@@ -263,7 +295,8 @@ def train(experiment: Experiment, device: str | None = None, progress: bool = Tr
             bar.set_postfix(postfix, refresh=False)
     bar.close()
 
-    final_loss = evaluate(model, experiment, probs)
+    final_loss, eval_compiled = evaluate(model, experiment, probs)
+    compiled = compiled and step_fn.compiled and eval_compiled
     return TrainResult(
         W1=model.W1.detach().float().cpu().contiguous(),
         W2=model.W2.detach().float().cpu().contiguous(),
@@ -271,4 +304,5 @@ def train(experiment: Experiment, device: str | None = None, progress: bool = Tr
         final_loss=final_loss,
         device=str(dev),
         seconds=time.perf_counter() - start,
+        mode="compiled" if compiled else "eager",
     )
