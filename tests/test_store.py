@@ -449,3 +449,32 @@ def test_an_invalid_download_leaves_the_old_file_alone(saved, tmp_path, monkeypa
     finally:
         server.shutdown()
     assert path.read_bytes() == before
+
+
+# --- The code hash: code, not comments --------------------------------------------------
+
+CODE = '''"""Module docstring."""
+
+def f(x):
+    """Docstring."""
+    return x + 1  # a comment
+'''
+
+
+def test_the_code_hash_ignores_comments_docstrings_and_layout():
+    same = CODE.replace("# a comment", "# another").replace("Docstring.", "Better words.")
+    same = same.replace("x + 1", "x+1").replace("Module docstring.", "Other.")
+    assert store.code_text(same) == store.code_text(CODE)
+    assert store.code_text(CODE.replace("x + 1", "x + 2")) != store.code_text(CODE)
+    assert store.code_text(CODE.replace('"""Docstring."""', '"""Docstring."""\n    y = 1')) != (
+        store.code_text(CODE)
+    )
+
+
+def test_the_file_records_how_it_was_trained(saved):
+    path, _ = saved
+    w = store.load(TINY, path.parent)
+    assert w.mode == "compiled" and w.hardware
+    _rewrite(path, mode="sloppy")
+    with pytest.raises(store.WeightsCorrupt, match="unknown training mode"):
+        store.load(TINY, path.parent)

@@ -3,8 +3,9 @@ import dataclasses
 import pytest
 import torch
 
+from superposition.devices import pick_device
 from superposition.experiments import Experiment
-from superposition.train import lr_factor, pick_device, train
+from superposition.train import PHASES, lr_factor, train
 
 SMALL = Experiment(
     name="small", label="S", title="small", n_features=3, n_hidden=6,
@@ -18,9 +19,9 @@ def test_cpu_is_always_available():
     assert pick_device(None).type in ("cpu", "cuda", "mps")
 
 
-@pytest.mark.parametrize("bad", ["tpu", "gpu", "cuda:x"])
+@pytest.mark.parametrize("bad", ["tpu", "gpu", "cuda:x", "cpu:-1", "cpu:abc", "", "cuda:"])
 def test_unknown_device_is_refused(bad):
-    with pytest.raises((ValueError, RuntimeError)):
+    with pytest.raises(ValueError, match="unknown device"):
         pick_device(bad)
 
 
@@ -56,3 +57,43 @@ def test_training_lowers_the_loss_of_every_instance():
     assert trained.W1.shape == (4, 6, 3) and trained.b.shape == (4, 3)
     for before, after in zip(untrained.final_loss, trained.final_loss, strict=True):
         assert after < 0.5 * before
+
+
+def test_the_result_records_compiled_or_eager(monkeypatch):
+    assert train(SMALL, device="cpu", progress=False).mode == "compiled"
+    monkeypatch.setenv("SUPERPOSITION_COMPILE", "0")
+    assert train(SMALL, device="cpu", progress=False).mode == "eager"
+
+
+def test_a_stop_check_ends_training():
+    calls = []
+
+    def stop():
+        calls.append(1)
+        if len(calls) == 5:
+            raise KeyboardInterrupt
+
+    with pytest.raises(KeyboardInterrupt):
+        train(SMALL, device="cpu", progress=False, stop_check=stop)
+    assert len(calls) == 5
+
+
+def test_subnormals_are_flushed_while_training_and_only_then():
+    tiny = torch.tensor([1e-40])  # subnormal in float32
+    seen = []
+
+    def probe():
+        if not seen:
+            seen.append((tiny * 1.0).item())
+
+    train(dataclasses.replace(SMALL, steps=2), device="cpu", progress=False, stop_check=probe)
+    assert seen == [0.0]
+    assert (tiny * 1.0).item() > 0  # restored afterwards
+
+
+def test_the_result_says_where_the_time_went():
+    result = train(SMALL, device="cpu", progress=False)
+    assert set(result.phases) == set(PHASES)
+    assert all(seconds >= 0 for seconds in result.phases.values())
+    assert result.phases["steps"] > 0 and result.phases["evaluation"] > 0
+    assert sum(result.phases.values()) == pytest.approx(result.seconds, rel=0.05, abs=0.05)

@@ -69,7 +69,8 @@ def _raise_if_stopped() -> None:
 
 def cmd_figures(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
     from .cpu_slot import cpu_slot
-    from .train import pick_device, train  # torch start-up only when training
+    from .devices import pick_device  # torch start-up only when training
+    from .train import train
 
     try:
         device = str(pick_device(args.device))

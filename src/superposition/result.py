@@ -6,7 +6,7 @@ never imports the trainer.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from torch import Tensor
 
@@ -22,3 +22,4 @@ class TrainResult:
     # "compiled" (torch.compile) or "eager": the two round differently, so a bitwise
     # comparison holds only between runs of the same mode (and the same kind of CPU).
     mode: str = "compiled"
+    phases: dict[str, float] = field(default_factory=dict)  # seconds by phase (train.PHASES)

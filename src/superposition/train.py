@@ -25,6 +25,7 @@ from torch import Tensor
 from tqdm import tqdm
 
 from .data import counter_sample, stream_keys
+from .devices import pick_device
 from .experiments import Experiment
 from .model import (
     DEAD_FRACTION,
@@ -35,30 +36,6 @@ from .model import (
     weighted_loss,
 )
 from .result import TrainResult
-
-
-def pick_device(requested: str | None = None) -> torch.device:
-    """CUDA, then MPS, then the CPU; or exactly `requested`, failing clearly if unavailable."""
-    if requested in (None, "auto"):
-        if torch.cuda.is_available():
-            return torch.device("cuda")
-        if torch.backends.mps.is_available():
-            return torch.device("mps")
-        return torch.device("cpu")
-    available = {
-        "cpu": True,
-        "cuda": torch.cuda.is_available(),
-        "mps": torch.backends.mps.is_available(),
-    }
-    kind, _, index = requested.partition(":")
-    if kind not in available or (index and not index.isdigit()):
-        raise ValueError(f"unknown device {requested!r}; use auto, cpu, cuda, cuda:N or mps")
-    if not available[kind]:
-        raise ValueError(f"device {requested!r} is not available on this machine")
-    if kind == "cuda" and index and int(index) >= torch.cuda.device_count():
-        raise ValueError(f"no device {requested!r}: this machine has "
-                         f"{torch.cuda.device_count()} CUDA device(s)")  # fmt: skip
-    return torch.device(requested)
 
 
 def lr_factor(step: int, experiment: Experiment) -> float:
@@ -279,8 +256,12 @@ def _train(
     # Detached views share storage with the parameters, so the optimiser's in-place
     # updates show through; passing them keeps autograd out of the compiled step.
     raw = tuple(p.detach() for p in params)
+    phases = dict.fromkeys(PHASES, 0.0)
+    clock = _PhaseClock(dev, phases)
+    clock.start("setup", since=start)
     for step in bar:
         stop_check()
+        clock.start("first step (compiles)" if step == 0 else "steps")
         for group in optimiser.param_groups:
             group["lr"] = experiment.lr * lr_factor(step, experiment)
         loss, *grads = step_fn(*raw, torch.tensor(step, dtype=torch.int64))
@@ -288,6 +269,7 @@ def _train(
             param.grad = grad
         optimiser.step()
         if step + 1 in experiment.recycle_at:
+            clock.start("recycling")
             recycled += recycle(model, optimiser, recycle_generator, experiment.init_scale)
         if progress and step % 200 == 0:
             # refresh=False: the bar redraws on its own clock, not on every update (CI logs)
@@ -295,7 +277,9 @@ def _train(
             bar.set_postfix(postfix, refresh=False)
     bar.close()
 
+    clock.start("evaluation")
     final_loss, eval_compiled = evaluate(model, experiment, probs)
+    clock.stop()
     compiled = compiled and step_fn.compiled and eval_compiled
     return TrainResult(
         W1=model.W1.detach().float().cpu().contiguous(),
@@ -305,4 +289,30 @@ def _train(
         device=str(dev),
         seconds=time.perf_counter() - start,
         mode="compiled" if compiled else "eager",
+        phases=phases,
     )
+
+
+# Where a run's time goes, in `TrainResult.phases` (seconds); the benchmark prints them.
+PHASES = ("setup", "first step (compiles)", "steps", "recycling", "evaluation")
+
+
+class _PhaseClock:
+    """Adds wall time to the phase that is running; on a GPU it waits for queued work at
+    each switch, so a phase is charged for its own kernels (a few switches per run)."""
+
+    def __init__(self, device: torch.device, phases: dict[str, float]) -> None:
+        self.device, self.phases, self.phase, self.since = device, phases, None, 0.0
+
+    def start(self, phase: str | None, since: float | None = None) -> None:
+        if phase == self.phase:
+            return
+        if self.device.type == "cuda":
+            torch.cuda.synchronize(self.device)
+        now = time.perf_counter()
+        if self.phase is not None:
+            self.phases[self.phase] += now - self.since
+        self.phase, self.since = phase, now if since is None else since
+
+    def stop(self) -> None:
+        self.start(None)
