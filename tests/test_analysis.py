@@ -144,3 +144,57 @@ def test_no_motif_without_enough_inhibition_or_in_plain_models():
     W1, W2, b = hand_built_motif()
     (motif,) = analysis.find_motifs(W1[:, :, permuted], W2[:, permuted], b)
     assert (motif.strong, motif.weak) == (1, 0)
+
+
+# --- Explained variance, on hand-built models -------------------------------------------
+
+
+def _abs_model(n: int, computed: dict[int, str], p: float):
+    """A model that computes feature i on the sides named in `computed` ("both", "positive"
+    or "negative") with exact ReLU neurons, and outputs the best constant p/2 elsewhere."""
+    rows = []
+    for i, sides in computed.items():
+        if sides in ("both", "positive"):
+            rows.append((i, 1.0))
+        if sides in ("both", "negative"):
+            rows.append((i, -1.0))
+    W1 = torch.zeros(1, len(rows), n)
+    W2 = torch.zeros(1, n, len(rows))
+    for j, (i, sign) in enumerate(rows):
+        W1[0, j, i] = sign
+        W2[0, i, j] = 1.0
+    b = torch.tensor([[0.0 if i in computed else p / 2 for i in range(n)]])
+    return W1, W2, b
+
+
+@pytest.mark.parametrize("p", [1.0, 0.1, 0.001])
+def test_explained_variance_of_exact_and_dropped_features(p):
+    W1, W2, b = _abs_model(4, {0: "both", 2: "both"}, p)
+    fve = analysis.explained_variance(W1, W2, b, [p])
+    assert fve.overall[0, [0, 2]].tolist() == pytest.approx([1, 1], abs=1e-9)
+    assert fve.overall[0, [1, 3]].tolist() == pytest.approx([0, 0], abs=1e-9)
+    assert fve.computed()[0].tolist() == [True, False, True, False]
+
+
+def test_explained_variance_of_a_one_sided_feature():
+    p = 0.01
+    W1, W2, b = _abs_model(2, {0: "positive"}, p)
+    fve = analysis.explained_variance(W1, W2, b, [p])
+    assert fve.positive[0, 0] == pytest.approx(1, abs=1e-9)
+    # On the other side the output is 0 where |x| is: error E|x|^2 = 1/3 over the constant's
+    side_var = 1 / 3 - p / 2 + p * p / 4
+    assert fve.negative[0, 0] == pytest.approx(1 - (1 / 3) / side_var, abs=1e-3)
+    # Overall: the missing side's error, weighted by its probability p/2, over Var|x|
+    assert fve.overall[0, 0] == pytest.approx(1 - (p / 2) * (1 / 3) / (p / 3 - p * p / 4), abs=1e-3)
+    assert not fve.computed()[0, 0]
+
+
+def test_interference_lowers_the_explained_variance():
+    """Two features on one neuron, read with weight 1 each: each output picks up the other
+    feature whenever both are present, so dense inputs hurt far more than sparse ones."""
+    W1 = torch.tensor([[[1.0, 1.0]]])
+    W2 = torch.tensor([[[1.0], [1.0]]])
+    b = torch.zeros(1, 2)
+    dense = analysis.explained_variance(W1, W2, b, [1.0]).positive[0, 0]
+    sparse = analysis.explained_variance(W1, W2, b, [0.01]).positive[0, 0]
+    assert sparse > 0.95 > dense

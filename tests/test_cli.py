@@ -7,7 +7,7 @@ import sys
 import pytest
 
 from superposition import __main__ as cli
-from superposition import experiments, store
+from superposition import cpu_slot, experiments, store
 from superposition.experiments import Experiment
 
 TINY = Experiment(
@@ -21,6 +21,7 @@ TINY = Experiment(
 def tiny_registry(monkeypatch, tmp_path):
     monkeypatch.setattr(experiments, "REGISTRY", {TINY.name: TINY})
     monkeypatch.setenv(store.ENV_FOLDER, str(tmp_path))
+    monkeypatch.setenv(cpu_slot.LOCK_ENV, str(tmp_path / "cpu.lock"))  # not a real run's lock
     return tmp_path
 
 
@@ -215,10 +216,8 @@ def test_cpu_training_holds_the_cpu_lock(tiny_registry, monkeypatch):
     import fcntl
     import os
 
-    from superposition import cpu_slot
     from superposition import train as train_module
 
-    monkeypatch.setenv(cpu_slot.LOCK_ENV, str(tiny_registry / "cpu.lock"))
     real, held = train_module.train, []
 
     def probing(experiment, *args):

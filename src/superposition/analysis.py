@@ -6,6 +6,7 @@ W2: [instances, n, m], b: [instances, n]) and work in float64 for exactness.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 import torch
@@ -236,3 +237,87 @@ def find_motifs(W1: Tensor, W2: Tensor, b: Tensor) -> list[Motif]:
                     inhibition=inhibition, error_with=with_all, error_without=without,
                 ))  # fmt: skip
     return found
+
+
+# --- What each output computes, under the model's own input distribution -----------------
+
+# A feature counts as computed, on a side or overall, when its output explains at least this
+# fraction of the variance of |x_i| there (see `explained_variance`).
+FVE_COMPUTED = 0.9
+# Background inputs per estimate: every feature's conditional errors are averaged over the
+# same rows of the other features, drawn once from a fixed seed.
+FVE_ROWS = 4096
+FVE_SEED = 2022
+
+
+@dataclass(frozen=True)
+class ExplainedVariance:
+    """Per instance and feature, the fraction of the variance of |x_i| that output i
+    explains under the model's own input distribution (all features present with its p),
+    overall and on each side of x_i. 1 is exact; 0 is no better than the best constant
+    E|x_i| = p/2 (the monosemantic solution's answer for a feature it drops)."""
+
+    overall: Tensor  # [instances, n]
+    negative: Tensor  # [instances, n]: given x_i < 0
+    positive: Tensor  # [instances, n]: given x_i > 0
+
+    def computed(self, threshold: float = FVE_COMPUTED) -> Tensor:  # [instances, n] bool
+        """Features whose output follows |x_i| on both sides (at least `threshold` each)."""
+        return (self.negative >= threshold) & (self.positive >= threshold)
+
+
+def explained_variance(
+    W1: Tensor, W2: Tensor, b: Tensor, probs: Sequence[float], rows: int = FVE_ROWS
+) -> ExplainedVariance:
+    """`ExplainedVariance` of each instance at its own feature probability `probs[k]`.
+
+    For each feature i the error (y'_i - |x_i|)^2 is averaged over `rows` draws of the
+    other features, with x_i set to 0 and to values spread evenly over each side (stratified,
+    so a rare feature is measured as precisely as a common one). Then, with p the
+    probability that x_i is present and the constant E|x_i| = p/2 as the baseline:
+
+        overall   1 - [(1 - p) e_0 + p (e_- + e_+) / 2] / Var|x_i|
+        side s    1 - e_s / E[(|x_i| - p/2)^2 | x_i on side s]
+
+    where e_0 and e_s are the mean squared errors with x_i = 0 and with x_i on side s, and
+    the denominators are the constant's own errors on the same points. A side can score
+    below 0: an output stuck at 0 misses |x_i| by more than the constant does.
+    """
+    W1, W2, b = W1.double(), W2.double(), b.double()
+    instances, _, n = W1.shape
+    g = torch.Generator().manual_seed(FVE_SEED)
+    points = 16  # x_i on a side: the midpoints of 16 equal strata of (0, 1), in every row
+    u = [(s + 0.5) / points for s in range(points)]
+    overall, negative, positive = (torch.empty(instances, n, dtype=torch.float64) for _ in "abc")
+    for k in range(instances):
+        p = float(probs[k])
+        present = torch.rand(rows, n, generator=g) < p
+        x = torch.where(present, torch.rand(rows, n, generator=g) * 2 - 1, 0.0).double()
+        pre = x @ W1[k].T  # [rows, m]
+        # Pre-activations with feature i set to v: pre - W1[:, i] x_i + W1[:, i] v
+        base = pre[None] - x.T[:, :, None] * W1[k].T[:, None, :]  # [n, rows, m]
+
+        w1, w2, bias = W1[k].T[:, None, :], W2[k], b[k][:, None]  # [n, 1, m], [n, m], [n, 1]
+        e0, e_neg, e_pos = (
+            _mean_error(base, w1, w2, bias, values) for values in ([0.0], [-v for v in u], u)
+        )
+        # The constant's errors on the same points, so that it scores exactly 0 (on a fine
+        # grid these are Var|x_i| = p/3 - p^2/4 and E[(|x_i| - p/2)^2 | side] = 1/3 - p/2 + p^2/4)
+        side_var = sum((v - p / 2) ** 2 for v in u) / points
+        var = (1 - p) * (p / 2) ** 2 + p * side_var
+        overall[k] = 1 - ((1 - p) * e0 + p * (e_neg + e_pos) / 2) / var
+        negative[k] = 1 - e_neg / side_var
+        positive[k] = 1 - e_pos / side_var
+    return ExplainedVariance(overall=overall, negative=negative, positive=positive)
+
+
+def _mean_error(base: Tensor, w1: Tensor, w2: Tensor, bias: Tensor, values) -> Tensor:
+    """Mean over rows and `values` of (y'_i - |v|)^2 with x_i = v, for every feature i at
+    once; base [n, rows, m] holds the pre-activations without feature i. One value at a
+    time keeps memory at [n, rows, m]."""
+    total = torch.zeros(base.shape[0], dtype=torch.float64)
+    for v in values:
+        h = torch.relu(base + v * w1)
+        out = torch.relu(torch.einsum("nrm,nm->nr", h, w2) + bias)
+        total += ((out - abs(v)) ** 2).mean(-1)
+    return total / len(values)
