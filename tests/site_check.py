@@ -50,11 +50,35 @@ IMAGES_COMPLETE = """() => {
     document.querySelectorAll("img[loading=lazy]").forEach((img) => { img.loading = "eager"; });
     return [...document.images].every((img) => img.complete);
 }"""
-# Tables wider than the box the theme scrolls them in: their last columns hide off-page.
+# Tables wider than their box, unless the box scrolls them (with a shadow at the hidden edge,
+# see book/_static/superposition.css): otherwise their last columns hide off-page.
 OVERFLOWING_TABLES = """() => [...document.querySelectorAll("main table")]
     .filter((table) => table.scrollWidth > table.parentElement.clientWidth + 1)
+    .filter((table) => !["auto", "scroll"].includes(getComputedStyle(table.parentElement).overflowX)
+        || !getComputedStyle(table.parentElement).backgroundImage.includes("gradient"))
     .map((table) => [...table.querySelectorAll("th")].map((th) => th.textContent.trim())
         .join(" | ").slice(0, 80))"""
+# How far the page is wider than the window: it should never scroll sideways as a whole.
+PAGE_OVERFLOW = "() => document.documentElement.scrollWidth - window.innerWidth"
+# The smallest text of each figure as displayed, in CSS px. A figure's caption links its SVG
+# copy, drawn from the same matplotlib figure as the PNG on the page: the SVG gives the
+# figure's width and every font size in points, the page the width the image is shown at.
+FIGURE_TEXT = """async () => {
+    const found = [];
+    for (const figure of document.querySelectorAll("main figure")) {
+        const img = figure.querySelector("img");
+        const link = figure.querySelector("figcaption a[href$='.svg']");
+        if (!img || !link) continue;
+        const svg = await (await fetch(link.href)).text();
+        const width = parseFloat((svg.match(/<svg[^>]*\\swidth="([0-9.]+)pt"/) || [])[1]);
+        const sizes = [...svg.matchAll(/font-size:\\s*([0-9.]+)px/g)].map((m) => parseFloat(m[1]));
+        if (!width || !sizes.length) continue;
+        const shown = img.getBoundingClientRect().width;
+        found.push([link.getAttribute("href"), Math.min(...sizes) * shown / width]);
+    }
+    return found;
+}"""
+MIN_FIGURE_TEXT_PX = 8.0
 BROKEN_IMAGES = """() => [...document.images]
     .filter((img) => img.naturalWidth === 0).map((img) => img.currentSrc || img.src)"""
 
@@ -161,6 +185,12 @@ def check_page(page: Page, url: str, mathjax_timeout_ms: int = MATHJAX_TIMEOUT_M
         return [*problems, f"page did not load: {error.message.splitlines()[0]}"]
     problems += [f"broken image: {src}" for src in page.evaluate(BROKEN_IMAGES)]
     problems += [f"table wider than the page: {t}" for t in page.evaluate(OVERFLOWING_TABLES)]
+    overflow = page.evaluate(PAGE_OVERFLOW)
+    if overflow > 1:
+        problems.append(f"page scrolls sideways: {overflow} px wider than the window")
+    for svg, px in page.evaluate(FIGURE_TEXT):
+        if px < MIN_FIGURE_TEXT_PX:
+            problems.append(f"figure text too small: {px:.1f} px in {svg}")
 
     if page.locator("span.math, div.math").count():
         try:

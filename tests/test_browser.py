@@ -49,8 +49,8 @@ def browser() -> Iterator[Browser]:
 def check(browser: Browser) -> Check:
     """check(site_dir, path, **options): the problems on one page, in a fresh context."""
 
-    def run(site: Path, path: str, **options: int) -> list[str]:
-        context = browser.new_context()
+    def run(site: Path, path: str, width: int = 1280, **options: int) -> list[str]:
+        context = browser.new_context(viewport={"width": width, "height": 800})
         try:
             with site_check.serve(site) as base_url:
                 return site_check.check_page(context.new_page(), base_url + path, **options)
@@ -71,9 +71,14 @@ def inject(page: Path, snippet: str) -> None:
     page.write_text(html.replace("</body>", snippet + "</body>", 1))
 
 
+WIDTHS = (1280, 390)  # a laptop, a phone
+
+
+@pytest.mark.parametrize("width", WIDTHS, ids=[f"{w}px" for w in WIDTHS])
 @pytest.mark.parametrize("path", PAGES, ids=PAGES)
-def test_page_works_in_a_browser(check: Check, path: str) -> None:
-    problems = check(HTML, path)
+def test_page_works_in_a_browser(check: Check, path: str, width: int) -> None:
+    """Also: no sideways scrolling of the page, and no figure text under 8 CSS px."""
+    problems = check(HTML, path, width=width)
     assert not problems, f"{len(problems)} problem(s) on {path}:\n" + "\n".join(problems)
 
 
@@ -129,3 +134,27 @@ def test_a_table_too_wide_for_the_page_is_reported(check: Check, site_copy: Path
     page.write_text(html.replace("</article>", f"<div>{table}</div></article>", 1))
     problems = check(site_copy, PAGES[0])
     assert any(p.startswith("table wider than the page: column0_") for p in problems), problems
+
+
+def test_a_page_wider_than_a_phone_is_reported(check: Check, site_copy: Path) -> None:
+    page = site_copy / PAGES[0]
+    html = page.read_text()
+    assert "</article>" in html
+    page.write_text(html.replace("</article>", '<div style="width: 900px">x</div></article>', 1))
+    problems = check(site_copy, PAGES[0], width=390)
+    assert any(p.startswith("page scrolls sideways") for p in problems), problems
+
+
+def test_figure_text_too_small_is_reported(check: Check, site_copy: Path) -> None:
+    """Shrink the fonts of one figure's SVG (the record of its text sizes) to 4 pt."""
+    for path in PAGES:
+        html = (site_copy / path).read_text()
+        links = re.findall(r'<figcaption>.*?href="([^"]+\.svg)"', html, flags=re.S)
+        if links:
+            svg = (site_copy / path).parent / links[0]
+            svg.write_text(re.sub(r"font-size: [0-9.]+px", "font-size: 4px", svg.read_text()))
+            problems = check(site_copy, path)
+            assert any(p.startswith("figure text too small") and svg.name in p
+                       for p in problems), problems  # fmt: skip
+            return
+    pytest.fail("no page of the toc has a figure with an SVG link")

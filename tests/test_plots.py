@@ -90,7 +90,36 @@ def test_matrix_is_centred_on_zero(ax):
     np.testing.assert_array_equal(image.get_array(), W1)
 
 
-def test_feature_colours_are_stable_and_distinct():
+def test_feature_colours_are_stable_and_neighbours_differ():
     assert plots.feature_colors(3) == plots.feature_colors(3)
     many = plots.feature_colors(100)
-    assert len(set(many)) == 100 and many[0] != many[-1]
+    assert len(set(many[:10])) == 10
+    assert all(a != b for a, b in zip(many, many[1:], strict=False))
+
+
+def test_no_feature_is_coloured_like_a_weight_sign():
+    """Red and blue mean negative and positive weights, in every figure of the book."""
+    import colorsys
+
+    from matplotlib.colors import to_rgb
+
+    for colour in plots.FEATURE_PALETTE:
+        hue, saturation, value = colorsys.rgb_to_hsv(*to_rgb(colour))
+        degrees = hue * 360
+        if saturation > 0.3 and value > 0.2:
+            assert not (degrees < 15 or degrees > 345), f"{colour} is red"
+            assert not 195 <= degrees <= 250, f"{colour} is blue"
+    # Control: the sign colours themselves fail the same check.
+    for colour in (plots.POSITIVE, plots.NEGATIVE):
+        hue, _, _ = colorsys.rgb_to_hsv(*to_rgb(colour))
+        assert hue * 360 < 15 or hue * 360 > 345 or 195 <= hue * 360 <= 250
+
+
+def test_the_value_scale_separates_the_sparsest_models():
+    """Superposition runs far past 1 at the sparsest settings; the log scale keeps values of
+    1, 3 and 10 apart where a scale clipped at 1 gave them one colour."""
+    norm = plots.value_norm([0.0, 1.0, 3.0, 10.0])
+    colours = plots.value_colors([1.0, 3.0, 10.0], norm)
+    assert len(set(colours)) == 3
+    clipped = plots.value_colors([1.0, 3.0, 10.0])
+    assert len(set(clipped)) == 1  # the old, saturated scale (control)

@@ -4,8 +4,10 @@ Every function takes weights as plain tensors or arrays of one instance (W1: [m,
 W2: [n, m]) and returns the `ax` it drew on. Nothing here reads files, trains, or edits
 global matplotlib state; a chapter calls `use_style()` once.
 
-Colours: weights use one diverging map (`WEIGHT_CMAP`, red negative, blue positive,
-white at 0) in every view; feature i has colour `feature_colors(n)[i]` in every view.
+Colours have one meaning each across the book: weight sign uses one diverging map
+(`WEIGHT_CMAP`, red negative, blue positive, white at 0) in every view and nothing else is
+red or blue; feature i has colour `feature_colors(n)[i]` (no red, no blue) in every view;
+measured values per feature use `VALUE_CMAP`; grey shading marks polysemantic neurons.
 """
 
 from __future__ import annotations
@@ -18,7 +20,7 @@ import networkx as nx
 import numpy as np
 from matplotlib.axes import Axes
 from matplotlib.collections import PatchCollection
-from matplotlib.colors import Colormap, Normalize, TwoSlopeNorm
+from matplotlib.colors import LogNorm, Normalize, TwoSlopeNorm
 from matplotlib.patches import Rectangle
 
 WEIGHT_CMAP = "RdBu"
@@ -26,6 +28,7 @@ POSITIVE, NEGATIVE = "#2166ac", "#b2182b"  # the two ends of WEIGHT_CMAP
 # Graph edges below this |weight| (after rescaling, so relative to each neuron's largest
 # W1 weight of 1) are left out: they are invisible at any readable width anyway.
 GRAPH_THRESHOLD = 0.1
+SHADE = "0.55"  # the background of a polysemantic neuron in stack plots (darker: more features)
 
 STYLE = {
     "figure.dpi": 100,
@@ -48,17 +51,25 @@ def _np(a) -> np.ndarray:
     return a.detach().cpu().numpy() if hasattr(a, "detach") else np.asarray(a)
 
 
-def feature_colors(n: int, cmap: str | Colormap = "turbo") -> list[tuple]:
-    """One colour per feature, by index (feature 0, the most important, first).
+# Feature identity: ten colours with no red and no blue, which belong to weight sign alone.
+FEATURE_PALETTE = ("#1b9e77", "#d95f02", "#9467bd", "#e7298a", "#66a61e",
+                   "#e6ab02", "#a6761d", "#555555", "#000000", "#8dd3c7")  # fmt: skip
 
-    Ten or fewer features get distinct categorical colours. More get a continuous map on
-    the square root of the index, which spreads the important (low-index) features apart:
-    with n = 100, features 0 to 20 span the first half of the map.
-    """
-    if n <= 10:
-        return [mpl.colormaps["tab10"](i) for i in range(n)]
-    cmap = mpl.colormaps[cmap] if isinstance(cmap, str) else cmap
-    return [cmap(0.05 + 0.9 * (i / (n - 1)) ** 0.5) for i in range(n)]
+
+def feature_colors(n: int) -> list[str]:
+    """One colour per feature, by index: `FEATURE_PALETTE` in order, repeating every ten
+    features, so neighbouring features always differ (a figure with more than ten features
+    names them, e.g. by tick labels, and shows `feature_key`)."""
+    return [FEATURE_PALETTE[i % len(FEATURE_PALETTE)] for i in range(n)]
+
+
+def feature_key(ax: Axes, features: Sequence[int], *, ncol: int | None = None, **legend) -> Axes:
+    """A legend of feature colours for the listed features ("x0", "x1", ...)."""
+    colors = feature_colors(max(features) + 1)
+    handles = [Rectangle((0, 0), 1, 1, color=colors[i]) for i in features]
+    ax.legend(handles, [f"x{i}" for i in features], ncol=ncol or min(10, len(features)),
+              frameon=False, handlelength=1.0, columnspacing=0.8, **legend)  # fmt: skip
+    return ax
 
 
 def matrix(
@@ -135,7 +146,7 @@ def stack(
             faces.append(colors[i])
         top, bottom = max(top, up), min(bottom, down)
         if shade is not None and shade[j] > 0:
-            ax.axvspan(column - 0.5, column + 0.5, color="0.5", alpha=0.35 * float(shade[j]),
+            ax.axvspan(column - 0.5, column + 0.5, color=SHADE, alpha=0.12 + 0.5 * float(shade[j]),
                        lw=0, zorder=0)  # fmt: skip
     edge = 0.3 if len(rects) < 200 else 0.1  # thin separators where rectangles are many
     ax.add_collection(PatchCollection(rects, facecolors=faces, edgecolors="white", linewidths=edge))
@@ -226,13 +237,34 @@ def graph(
     return ax
 
 
-def value_colors(values: Sequence[float], cmap: str = "plasma", vmax: float = 1.0) -> list:
-    """Colours for per-feature values (e.g. superposition) on [0, vmax], clipped."""
-    scale = mpl.colormaps[cmap]
-    return [scale(min(max(float(v) / vmax, 0.0), 1.0)) for v in values]
+# Measured values per feature (superposition) use this map; it is never used for sign.
+VALUE_CMAP = "plasma"
+# How well an output computes its feature (variance explained, 0 to 1): a green scale.
+QUALITY_CMAP = "YlGn"
+QUALITY_DARK, QUALITY_LIGHT = "#006837", "#78c679"  # computed on both sides / on one side
 
 
-def value_colorbar(ax: Axes, label: str, cmap: str = "plasma", vmax: float = 1.0) -> None:
-    """The colour bar that goes with `value_colors`."""
-    mappable = mpl.cm.ScalarMappable(Normalize(0, vmax), cmap)
-    ax.figure.colorbar(mappable, ax=ax, label=label, fraction=0.05, pad=0.02)
+def value_norm(values, floor: float = 1e-2) -> LogNorm:
+    """A log scale from `floor` to the largest value: it separates features at every
+    sparsity, where a linear scale clipped at 1 would colour the sparsest models alike."""
+    top = max(float(np.max(_np(values))), floor * 10)
+    return LogNorm(floor, top, clip=True)
+
+
+def value_colors(values: Sequence[float], norm: Normalize | None = None) -> list:
+    """Colours for per-feature values on `norm` (default: linear on [0, 1], clipped).
+    The map stops short of its palest yellow, which vanishes on a light background."""
+    norm = norm or Normalize(0.0, 1.0, clip=True)
+    scale = mpl.colormaps[VALUE_CMAP]
+    return [scale(0.9 * float(norm(float(v)))) for v in _np(values)]
+
+
+def value_colorbar(ax: Axes | Sequence[Axes], label: str, norm: Normalize | None = None,
+                   **kwargs) -> None:  # fmt: skip
+    """The colour bar that goes with `value_colors` (on the same `norm`)."""
+    norm = norm or Normalize(0.0, 1.0)
+    cmap = mpl.colors.ListedColormap(mpl.colormaps[VALUE_CMAP](np.linspace(0, 0.9, 256)))
+    mappable = mpl.cm.ScalarMappable(norm, cmap)
+    axes = ax if isinstance(ax, Axes) else list(ax)
+    figure = ax.figure if isinstance(ax, Axes) else axes[0].figure
+    figure.colorbar(mappable, ax=axes, label=label, **{"fraction": 0.05, "pad": 0.02, **kwargs})

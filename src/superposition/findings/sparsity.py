@@ -1,0 +1,185 @@
+"""The facts of the chapter "Superposition versus sparsity" (experiment B)."""
+
+from __future__ import annotations
+
+import functools
+from dataclasses import dataclass
+
+from torch import Tensor
+
+from .. import analysis, store
+
+# A feature is *dropped* when its output explains less than this fraction of the variance
+# of |x_i| (overall): the model answers it with (nearly) a constant.
+DROPPED_BELOW = 0.1
+MID_P = 0.03  # the intermediate sparsity the chapter looks at up close
+SECONDARY_READ = 0.05  # a rescaled weight above this counts as a feature the neuron reads
+
+# The paper's description of its sweep figure, by p (SPEC).
+PAPER = {
+    1.0: "all monosemantic (each computes one side of one feature)",
+    0.3: "still monosemantic",
+    0.1: "a few slightly polysemantic neurons",
+    0.03: "a few highly polysemantic neurons, carrying low-importance features",
+    0.01: "more polysemantic neurons",
+    0.003: "more polysemantic still",
+    0.001: "all neurons highly polysemantic",
+}
+
+
+@dataclass(frozen=True)
+class Spread:
+    """A count for the lowest-loss seed, with the range over every seed."""
+
+    best: int
+    low: int
+    high: int
+
+    def __str__(self) -> str:
+        return (
+            f"{self.best} ({self.low}–{self.high})"
+            if self.low != self.high
+            else (f"{self.best} ({self.low})")
+        )
+
+
+@dataclass(frozen=True)
+class Setting:
+    """One sparsity of the sweep."""
+
+    p: float
+    best: int  # instance of the lowest-loss seed (the one the figures show)
+    loss: float
+    polysemantic: Spread
+    dead: int  # neurons, lowest-loss seed
+    median_reads: float  # median effective number of features of its live neurons
+    computed: Spread  # features computed on both sides (explained variance >= FVE_COMPUTED)
+    one_side: Spread  # computed on exactly one side
+    dropped: Spread  # explained variance below DROPPED_BELOW: answered by a constant
+    first_dropped_tail: int  # lowest-loss seed: every feature from this index on is dropped
+    fve: Tensor  # [n] explained variance per feature, lowest-loss seed
+    fve_median: Tensor  # [n] median over seeds
+
+
+@dataclass(frozen=True)
+class Intermediate:
+    """The lowest-loss model at MID_P, which holds both kinds of neuron."""
+
+    p: float
+    monosemantic: int
+    polysemantic: int
+    top_monosemantic: int  # every feature below this index has a monosemantic neuron
+    median_primary_of_polysemantic: int  # median index of their largest feature
+    median_secondary: float  # their second-largest rescaled weight, median
+    max_secondary: float
+    median_reads: int  # features read above SECONDARY_READ, median
+
+
+@dataclass(frozen=True)
+class SparsityFindings:
+    n: int
+    m: int
+    capacity: int  # features with a neuron per side, without superposition: m / 2
+    decay: float
+    n_seeds: int
+    probs: tuple[float, ...]
+    settings: dict[float, Setting]
+    # per instance, for the figures: what the chapter draws, measured once here
+    effective: Tensor  # [instances, m] features read per neuron (analysis.effective_features)
+    polysemantic: Tensor  # [instances, m] bool
+    dead: Tensor  # [instances, m] bool
+    superposition: Tensor  # [instances, n] on the rescaled weights the figures show
+    computed: Tensor  # [instances] features computed on both sides
+    one_side: Tensor  # [instances] features computed on one side only
+    polysemantic_dense_all_seeds: int  # polysemantic neurons at p = 1 over every seed
+    peak_p: float  # where the lowest-loss seed computes the most features
+    sparsest_p: float
+    importance_at_sparsest_tail: float  # I_i of the first dropped feature of the tail there
+    intermediate: Intermediate
+    # constants the chapter states
+    poly_threshold: float
+    dead_fraction: float
+    fve_computed: float
+    dropped_below: float
+
+    def table_rows(self) -> list[list[str]]:
+        """The chapter's table: the paper's description beside our measurements."""
+        return [
+            [f"{s.p:g}", PAPER.get(s.p, ""), str(s.polysemantic), f"{s.median_reads:.2f}",
+             str(s.dead), str(s.computed), str(s.one_side), str(s.dropped), f"{s.loss:.2e}"]
+            for s in self.settings.values()
+        ]  # fmt: skip
+
+
+def _spread(values: Tensor, best_position: int) -> Spread:
+    values = [int(v) for v in values.tolist()]
+    return Spread(values[best_position], min(values), max(values))
+
+
+@functools.cache
+def sparsity() -> SparsityFindings:
+    w = store.load("sparsity-sweep")
+    E = w.experiment
+    R1, R2 = analysis.rescale(w.W1.double(), w.W2.double())
+    eff = analysis.effective_features(w.W1)
+    poly = analysis.polysemantic_neurons(w.W1, w.W2)
+    dead = analysis.dead_neurons(w.W1, w.W2)
+    fve = analysis.explained_variance(w.W1, w.W2, w.b, w.feature_probs)
+    both = fve.computed()
+    one = (fve.negative >= analysis.FVE_COMPUTED) ^ (fve.positive >= analysis.FVE_COMPUTED)
+    dropped = fve.overall < DROPPED_BELOW
+    settings = {}
+    for p in E.feature_probs:
+        ks, k = w.instances_at(p), w.best(p)
+        at = ks.index(k)
+        tail = len(dropped[k])
+        while tail > 0 and dropped[k, tail - 1]:
+            tail -= 1
+        settings[p] = Setting(
+            p=p, best=k, loss=w.final_loss[k],
+            polysemantic=_spread(poly[ks].sum(-1), at),
+            dead=int(dead[k].sum()),
+            median_reads=float(eff[k][~dead[k]].median()),
+            computed=_spread(both[ks].sum(-1), at),
+            one_side=_spread(one[ks].sum(-1), at),
+            dropped=_spread(dropped[ks].sum(-1), at),
+            first_dropped_tail=tail,
+            fve=fve.overall[k].clone(),
+            fve_median=fve.overall[ks].median(0).values,
+        )  # fmt: skip
+    peak_p = max(E.feature_probs, key=lambda p: (settings[p].computed.best, p))
+    sparsest = min(E.feature_probs)
+    return SparsityFindings(
+        n=E.n_features, m=E.n_hidden, capacity=E.n_hidden // 2, decay=E.importance_decay,
+        n_seeds=len(E.seeds), probs=tuple(E.feature_probs), settings=settings,
+        effective=eff, polysemantic=poly, dead=dead, superposition=analysis.superposition(R1),
+        computed=both.sum(-1), one_side=one.sum(-1),
+        polysemantic_dense_all_seeds=int(poly[w.instances_at(1.0)].sum()),
+        peak_p=peak_p, sparsest_p=sparsest,
+        importance_at_sparsest_tail=E.importance_decay ** settings[sparsest].first_dropped_tail,
+        intermediate=_intermediate(w, R1, poly, dead),
+        poly_threshold=analysis.POLYSEMANTIC_THRESHOLD, dead_fraction=analysis.DEAD_FRACTION,
+        fve_computed=analysis.FVE_COMPUTED, dropped_below=DROPPED_BELOW,
+    )  # fmt: skip
+
+
+def _intermediate(w: store.Weights, R1: Tensor, poly: Tensor, dead: Tensor) -> Intermediate:
+    k = w.best(MID_P)
+    feature, _ = analysis.primary_features(R1)
+    is_mono = ~poly[k] & ~dead[k]
+    mono_features = set(feature[k][is_mono].tolist())
+    top = 0
+    while top in mono_features:
+        top += 1
+    secondary = R1[k].abs().sort(-1, descending=True).values[:, 1]  # [m]
+    reads = (R1[k].abs() > SECONDARY_READ).sum(-1)
+    return Intermediate(
+        p=MID_P,
+        monosemantic=int(is_mono.sum()),
+        polysemantic=int(poly[k].sum()),
+        top_monosemantic=top,
+        median_primary_of_polysemantic=int(feature[k][poly[k]].double().median()),
+        median_secondary=float(secondary[poly[k]].median()),
+        max_secondary=float(secondary[poly[k]].max()),
+        median_reads=int(reads[poly[k]].double().median()),
+    )
