@@ -10,10 +10,11 @@ notebooks fetch missing weight files from it.
 
 Jupyter Book's execution cache keys on the code of each cell, so on its own it would keep
 serving outputs computed from old weights or old library code. This script keeps two keys
-in _build/: the *code key* (src/, the weight files, the lock) and the *book key* (the code
-key plus the chapters and the configuration). A changed code key clears the execution
-cache, so every chapter runs again; a changed book key rebuilds the site; when neither
-changed, the build is skipped. A failing cell or any Sphinx warning fails the build.
+in _build/: the *code key* (src/, the weight files, the lock, $SUPERPOSITION_REPO_URL) and
+the *book key* (the code key plus the chapters and the configuration). A changed code key
+clears the execution cache, so every chapter runs again; a changed book key rebuilds the
+site; when neither changed, the build is skipped. A failing cell or any Sphinx warning
+fails the build.
 """
 
 from __future__ import annotations
@@ -34,6 +35,7 @@ BUILD = ROOT / "_build"
 HTML = BUILD / "html"
 EXTRA = BUILD / "site_extra"
 FORWARDED = (signal.SIGTERM, signal.SIGINT, signal.SIGHUP)
+REPO_ENV = "SUPERPOSITION_REPO_URL"  # the source repository, which the introduction links
 
 # The first cell of every exported notebook: what it needs to run outside the repository.
 SETUP_CELL = """\
@@ -76,7 +78,9 @@ def weight_files() -> list[Path]:
 def code_key() -> str:
     files = [*(ROOT / "src" / "superposition").glob("*.py"), ROOT / "requirements.lock"]
     files += [path for path in weight_files() if path.is_file()]
-    return _digest(files)
+    # The intro shows $SUPERPOSITION_REPO_URL from a cell: only a new code key re-runs it.
+    repo = os.environ.get(REPO_ENV) or None
+    return hashlib.sha256(f"{_digest(files)} repo={repo}".encode()).hexdigest()
 
 
 def book_key(code: str, site: str | None) -> str:

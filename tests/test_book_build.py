@@ -87,6 +87,30 @@ def test_the_site_address_is_part_of_the_book_key():
     )
 
 
+def test_the_repository_address_is_part_of_the_code_key(monkeypatch):
+    """The introduction shows "Source: <address>" from a cell, and Jupyter Book's cache keys on
+    cell code alone: a new address must change the code key (which clears that cache) and so
+    the book key; with none set, the key is that of a build without a source link."""
+    monkeypatch.delenv(book_build.REPO_ENV, raising=False)
+    without = book_build.code_key()
+    monkeypatch.setenv(book_build.REPO_ENV, "")
+    assert book_build.code_key() == without  # an empty address is no address
+    monkeypatch.setenv(book_build.REPO_ENV, "https://github.com/a/book")
+    a = book_build.code_key()
+    monkeypatch.setenv(book_build.REPO_ENV, "https://github.com/b/book")
+    b = book_build.code_key()
+    assert len({without, a, b}) == 3
+    assert book_build.book_key(a, None) != book_build.book_key(b, None)
+
+
+def test_the_pages_workflow_passes_the_repository_address():
+    import yaml
+
+    workflow = yaml.safe_load((ROOT / ".github" / "workflows" / "pages.yml").read_text())
+    env = workflow["jobs"]["build"]["env"]
+    assert env[book_build.REPO_ENV] == "${{ github.server_url }}/${{ github.repository }}"
+
+
 def test_only_the_registrys_validated_files_are_published(tmp_path, monkeypatch):
     from test_store import TINY, fake_result
 

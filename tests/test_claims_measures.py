@@ -1,7 +1,7 @@
-"""Claims of the sparsity and motif chapters, checked on the cached models."""
+"""Claims of the sparsity chapter, checked on the cached models (the motif chapter's are in
+test_claims_motif.py)."""
 
 import pytest
-import torch
 
 from superposition import analysis
 
@@ -37,32 +37,6 @@ def test_the_intermediate_model_keeps_its_most_important_features_monosemantic(s
     assert mono.any() and poly[k].any()  # both kinds in one model
     assert 0 in feature[k][mono].tolist()  # the most important feature has its own neuron
     assert feature[k][mono].double().mean() < feature[k][poly[k]].double().mean()
-
-
-def test_experiment_c_best_model_holds_the_motif(trained):
-    c = trained("asymmetric-motif")
-    best = c.best(c.experiment.feature_probs[0])
-    assert any(m.instance == best for m in analysis.find_motifs(c.W1, c.W2, c.b))
-
-
-def test_the_motif_belongs_to_limited_superposition(sweep):
-    w, _, _ = sweep
-    found = torch.tensor(
-        [w.feature_probs[m.instance] for m in analysis.find_motifs(w.W1, w.W2, w.b)]
-    )
-    assert not (found >= 0.3).any() and not (found <= 0.003).any(), found.tolist()
-    assert len(found) > 0
-
-
-def test_the_motif_goes_with_a_better_optimum(trained):
-    c = trained("asymmetric-motif")
-    with_motif = {m.instance for m in analysis.find_motifs(c.W1, c.W2, c.b)}
-    assert 0 < len(with_motif) < len(c.final_loss)
-    losses_with = torch.tensor([c.final_loss[k] for k in with_motif])
-    losses_without = torch.tensor(
-        [loss for k, loss in enumerate(c.final_loss) if k not in with_motif]
-    )
-    assert losses_with.median() < losses_without.median()
 
 
 def test_sparse_models_compute_more_features_than_the_capacity(trained):

@@ -246,7 +246,8 @@ def find_motifs(W1: Tensor, W2: Tensor, b: Tensor) -> list[Motif]:
 FVE_COMPUTED = 0.9
 # Background inputs per estimate: every feature's conditional errors are averaged over the
 # same rows of the other features, drawn once from a fixed seed.
-FVE_ROWS = 4096
+FVE_ROWS = 1024
+FVE_POINTS = 8  # values of x_i per side: midpoints of equal strata of (0, 1)
 FVE_SEED = 2022
 
 
@@ -272,9 +273,10 @@ def explained_variance(
     """`ExplainedVariance` of each instance at its own feature probability `probs[k]`.
 
     For each feature i the error (y'_i - |x_i|)^2 is averaged over `rows` draws of the
-    other features, with x_i set to 0 and to values spread evenly over each side (stratified,
-    so a rare feature is measured as precisely as a common one). Then, with p the
-    probability that x_i is present and the constant E|x_i| = p/2 as the baseline:
+    other features, with x_i set to 0 and to the midpoints of FVE_POINTS equal strata of
+    each side (stratified, so a rare feature is measured as precisely as a common one).
+    Then, with p the probability that x_i is present and the constant p/2 (the best one,
+    E|x_i|) as the baseline:
 
         overall   1 - [(1 - p) e_0 + p (e_- + e_+) / 2] / Var|x_i|
         side s    1 - e_s / E[(|x_i| - p/2)^2 | x_i on side s]
@@ -286,24 +288,17 @@ def explained_variance(
     W1, W2, b = W1.double(), W2.double(), b.double()
     instances, _, n = W1.shape
     g = torch.Generator().manual_seed(FVE_SEED)
-    points = 16  # x_i on a side: the midpoints of 16 equal strata of (0, 1), in every row
-    u = [(s + 0.5) / points for s in range(points)]
+    u = [(s + 0.5) / FVE_POINTS for s in range(FVE_POINTS)]
     overall, negative, positive = (torch.empty(instances, n, dtype=torch.float64) for _ in "abc")
     for k in range(instances):
         p = float(probs[k])
         present = torch.rand(rows, n, generator=g) < p
         x = torch.where(present, torch.rand(rows, n, generator=g) * 2 - 1, 0.0).double()
-        pre = x @ W1[k].T  # [rows, m]
-        # Pre-activations with feature i set to v: pre - W1[:, i] x_i + W1[:, i] v
-        base = pre[None] - x.T[:, :, None] * W1[k].T[:, None, :]  # [n, rows, m]
-
-        w1, w2, bias = W1[k].T[:, None, :], W2[k], b[k][:, None]  # [n, 1, m], [n, m], [n, 1]
-        e0, e_neg, e_pos = (
-            _mean_error(base, w1, w2, bias, values) for values in ([0.0], [-v for v in u], u)
-        )
+        errors = _ErrorWithFeatureSet(W1[k], W2[k], b[k], x)
+        e0, e_neg, e_pos = (errors.mean(values) for values in ([0.0], [-v for v in u], u))
         # The constant's errors on the same points, so that it scores exactly 0 (on a fine
-        # grid these are Var|x_i| = p/3 - p^2/4 and E[(|x_i| - p/2)^2 | side] = 1/3 - p/2 + p^2/4)
-        side_var = sum((v - p / 2) ** 2 for v in u) / points
+        # grid: Var|x_i| = p/3 - p^2/4 and E[(|x_i| - p/2)^2 | side] = 1/3 - p/2 + p^2/4)
+        side_var = sum((v - p / 2) ** 2 for v in u) / FVE_POINTS
         var = (1 - p) * (p / 2) ** 2 + p * side_var
         overall[k] = 1 - ((1 - p) * e0 + p * (e_neg + e_pos) / 2) / var
         negative[k] = 1 - e_neg / side_var
@@ -311,13 +306,26 @@ def explained_variance(
     return ExplainedVariance(overall=overall, negative=negative, positive=positive)
 
 
-def _mean_error(base: Tensor, w1: Tensor, w2: Tensor, bias: Tensor, values) -> Tensor:
-    """Mean over rows and `values` of (y'_i - |v|)^2 with x_i = v, for every feature i at
-    once; base [n, rows, m] holds the pre-activations without feature i. One value at a
-    time keeps memory at [n, rows, m]."""
-    total = torch.zeros(base.shape[0], dtype=torch.float64)
-    for v in values:
-        h = torch.relu(base + v * w1)
-        out = torch.relu(torch.einsum("nrm,nm->nr", h, w2) + bias)
-        total += ((out - abs(v)) ** 2).mean(-1)
-    return total / len(values)
+class _ErrorWithFeatureSet:
+    """(y'_i - |v|)^2 with x_i set to v and the other features from the rows of x, for every
+    feature i at once. Rows with no feature present are all alike (at small p, most rows):
+    they are computed once and weighted by their count."""
+
+    def __init__(self, W1: Tensor, W2: Tensor, b: Tensor, x: Tensor) -> None:
+        busy = (x != 0).any(-1)
+        x = x[busy]
+        self.rows, self.busy = len(busy), int(busy.sum())
+        # Pre-activations without feature i: W1 x - W1[:, i] x_i   -> [n, busy rows, m]
+        self.base = (x @ W1.T)[None] - x.T[:, :, None] * W1.T[:, None, :]
+        self.w1, self.w2, self.b = W1.T[:, None, :], W2[:, None, :], b[:, None]  # per feature i
+
+    def mean(self, values: Sequence[float]) -> Tensor:  # [n]: mean over rows and values
+        total = torch.zeros(self.w1.shape[0], dtype=torch.float64)
+        for v in values:
+            # (a product and a sum, not bmm: a batched matrix-vector product is slow on the CPU)
+            empty = (torch.relu(v * self.w1) * self.w2).sum(-1)[:, 0]  # [n]
+            empty = (torch.relu(empty + self.b[:, 0]) - abs(v)) ** 2
+            busy = (torch.relu(self.base + v * self.w1) * self.w2).sum(-1)  # [n, busy rows]
+            busy = ((torch.relu(busy + self.b) - abs(v)) ** 2).sum(-1)
+            total += ((self.rows - self.busy) * empty + busy) / self.rows
+        return total / len(values)

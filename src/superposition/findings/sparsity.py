@@ -5,6 +5,7 @@ from __future__ import annotations
 import functools
 from dataclasses import dataclass
 
+import torch
 from torch import Tensor
 
 from .. import analysis, store
@@ -57,6 +58,10 @@ class Setting:
     one_side: Spread  # computed on exactly one side
     dropped: Spread  # explained variance below DROPPED_BELOW: answered by a constant
     first_dropped_tail: int  # lowest-loss seed: every feature from this index on is dropped
+    sides: int  # sides of |x| the lowest-loss seed computes: 2 per feature, 1 per one-sided
+    dropped_loss_share: float  # what answering its dropped features by p/2 costs, over its loss
+    max_read_of_dropped: float  # largest rescaled W1 weight on a dropped feature
+    max_write_to_dropped: float  # largest rescaled W2 weight into a dropped feature's output
     fve: Tensor  # [n] explained variance per feature, lowest-loss seed
     fve_median: Tensor  # [n] median over seeds
 
@@ -92,7 +97,10 @@ class SparsityFindings:
     computed: Tensor  # [instances] features computed on both sides
     one_side: Tensor  # [instances] features computed on one side only
     polysemantic_dense_all_seeds: int  # polysemantic neurons at p = 1 over every seed
-    peak_p: float  # where the lowest-loss seed computes the most features
+    peak_ps: tuple[float, ...]  # where the lowest-loss seed computes the most features
+    most_computed: int  # that most
+    most_sides: int  # the most sides of |x| any lowest-loss seed computes
+    examples_at_sparsest: int  # training inputs in which a given feature is present there
     sparsest_p: float
     importance_at_sparsest_tail: float  # I_i of the first dropped feature of the tail there
     intermediate: Intermediate
@@ -125,6 +133,7 @@ def sparsity() -> SparsityFindings:
     poly = analysis.polysemantic_neurons(w.W1, w.W2)
     dead = analysis.dead_neurons(w.W1, w.W2)
     fve = analysis.explained_variance(w.W1, w.W2, w.b, w.feature_probs)
+    importance = torch.tensor(E.importance(), dtype=torch.float64)
     both = fve.computed()
     one = (fve.negative >= analysis.FVE_COMPUTED) ^ (fve.positive >= analysis.FVE_COMPUTED)
     dropped = fve.overall < DROPPED_BELOW
@@ -135,6 +144,7 @@ def sparsity() -> SparsityFindings:
         tail = len(dropped[k])
         while tail > 0 and dropped[k, tail - 1]:
             tail -= 1
+        constant_loss = float((importance[dropped[k]] * (p / 3 - p * p / 4)).sum())
         settings[p] = Setting(
             p=p, best=k, loss=w.final_loss[k],
             polysemantic=_spread(poly[ks].sum(-1), at),
@@ -144,10 +154,14 @@ def sparsity() -> SparsityFindings:
             one_side=_spread(one[ks].sum(-1), at),
             dropped=_spread(dropped[ks].sum(-1), at),
             first_dropped_tail=tail,
+            sides=int(2 * both[k].sum() + one[k].sum()),
+            dropped_loss_share=constant_loss / w.final_loss[k],
+            max_read_of_dropped=float(R1[k][:, dropped[k]].abs().amax(initial=0.0)),
+            max_write_to_dropped=float(R2[k][dropped[k]].abs().amax(initial=0.0)),
             fve=fve.overall[k].clone(),
             fve_median=fve.overall[ks].median(0).values,
         )  # fmt: skip
-    peak_p = max(E.feature_probs, key=lambda p: (settings[p].computed.best, p))
+    most = max(s.computed.best for s in settings.values())
     sparsest = min(E.feature_probs)
     return SparsityFindings(
         n=E.n_features, m=E.n_hidden, capacity=E.n_hidden // 2, decay=E.importance_decay,
@@ -155,7 +169,11 @@ def sparsity() -> SparsityFindings:
         effective=eff, polysemantic=poly, dead=dead, superposition=analysis.superposition(R1),
         computed=both.sum(-1), one_side=one.sum(-1),
         polysemantic_dense_all_seeds=int(poly[w.instances_at(1.0)].sum()),
-        peak_p=peak_p, sparsest_p=sparsest,
+        peak_ps=tuple(p for p in E.feature_probs if settings[p].computed.best == most),
+        most_computed=most,
+        most_sides=max(s.sides for s in settings.values()),
+        sparsest_p=sparsest,
+        examples_at_sparsest=round(sparsest * E.batch_size * E.steps),
         importance_at_sparsest_tail=E.importance_decay ** settings[sparsest].first_dropped_tail,
         intermediate=_intermediate(w, R1, poly, dead),
         poly_threshold=analysis.POLYSEMANTIC_THRESHOLD, dead_fraction=analysis.DEAD_FRACTION,
