@@ -75,6 +75,7 @@ class Intermediate:
     polysemantic: int
     top_monosemantic: int  # every feature below this index has a monosemantic neuron
     median_primary_of_polysemantic: int  # median index of their largest feature
+    mean_primary: tuple[float, float]  # mean index of the largest feature: (mono, poly)
     median_secondary: float  # their second-largest rescaled weight, median
     max_secondary: float
     median_reads: int  # features read above SECONDARY_READ, median
@@ -119,6 +120,10 @@ class SparsityFindings:
         ]  # fmt: skip
 
 
+def _largest(weights: Tensor) -> float:
+    return float(weights.abs().max()) if weights.numel() else 0.0
+
+
 def _spread(values: Tensor, best_position: int) -> Spread:
     values = [int(v) for v in values.tolist()]
     return Spread(values[best_position], min(values), max(values))
@@ -156,8 +161,8 @@ def sparsity() -> SparsityFindings:
             first_dropped_tail=tail,
             sides=int(2 * both[k].sum() + one[k].sum()),
             dropped_loss_share=constant_loss / w.final_loss[k],
-            max_read_of_dropped=float(R1[k][:, dropped[k]].abs().amax(initial=0.0)),
-            max_write_to_dropped=float(R2[k][dropped[k]].abs().amax(initial=0.0)),
+            max_read_of_dropped=_largest(R1[k][:, dropped[k]]),
+            max_write_to_dropped=_largest(R2[k][dropped[k]]),
             fve=fve.overall[k].clone(),
             fve_median=fve.overall[ks].median(0).values,
         )  # fmt: skip
@@ -197,6 +202,10 @@ def _intermediate(w: store.Weights, R1: Tensor, poly: Tensor, dead: Tensor) -> I
         polysemantic=int(poly[k].sum()),
         top_monosemantic=top,
         median_primary_of_polysemantic=int(feature[k][poly[k]].double().median()),
+        mean_primary=(
+            float(feature[k][is_mono].double().mean()),
+            float(feature[k][poly[k]].double().mean()),
+        ),
         median_secondary=float(secondary[poly[k]].median()),
         max_secondary=float(secondary[poly[k]].max()),
         median_reads=int(reads[poly[k]].double().median()),
