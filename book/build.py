@@ -2,11 +2,11 @@
 
     .venv/bin/python book/build.py [--force]      (what `make book` runs, after `make figures`)
 
-Before Sphinx runs, the export step fills _build/site_extra/, which the site publishes at
-its root: weights/ (the cached weight files), notebooks/ (every chapter as a notebook,
-executed by nbconvert in a fresh kernel) and figures/ (every figure as SVG, written while
-those notebooks run). Set SUPERPOSITION_SITE_URL to the site's address and the exported
-notebooks fetch missing weight files from it.
+Every chapter runs once, in Jupyter Book. The site publishes at its root, from
+_build/site_extra/, weights/ (the registry's weight files, validated) and figures/ (every
+figure as SVG, saved while its chapter runs), and, in notebooks/, the notebooks Jupyter Book
+executed, each with a first cell that sets it up elsewhere. Set SUPERPOSITION_SITE_URL to
+the site's address and those notebooks fetch missing weight files from it.
 
 Jupyter Book's execution cache keys on the code of each cell, so on its own it would keep
 serving outputs computed from old weights or old library code. This script keeps two keys
@@ -35,11 +35,13 @@ BUILD = ROOT / "_build"
 HTML = BUILD / "html"
 EXTRA = BUILD / "site_extra"
 FORWARDED = (signal.SIGTERM, signal.SIGINT, signal.SIGHUP)
+FIGURES_ENV = "SUPERPOSITION_FIGURES"  # where figures.show saves SVG copies (see figures.py)
 REPO_ENV = "SUPERPOSITION_REPO_URL"  # the source repository, which the introduction links
 
 # The first cell of every exported notebook: what it needs to run outside the repository.
 SETUP_CELL = """\
-# Added to the downloadable copy of this chapter: what it needs to run anywhere.
+# Added to the downloadable copy of this chapter (the cells below ran when the book was
+# built; this one did not): what the chapter needs to run anywhere. Run it first.
 try:
     import superposition
 except ImportError:
@@ -76,7 +78,7 @@ def weight_files() -> list[Path]:
 
 
 def code_key() -> str:
-    files = [*(ROOT / "src" / "superposition").glob("*.py"), ROOT / "requirements.lock"]
+    files = [*(ROOT / "src" / "superposition").rglob("*.py"), ROOT / "requirements.lock"]
     files += [path for path in weight_files() if path.is_file()]
     # The intro shows $SUPERPOSITION_REPO_URL from a cell: only a new code key re-runs it.
     repo = os.environ.get(REPO_ENV) or None
@@ -117,30 +119,30 @@ def publish_weights(dest: Path) -> None:
         (dest / path.name).write_bytes(data)
 
 
-def export(site: str | None) -> float:
-    """Fill _build/site_extra/ (weights, executed notebooks, SVG figures). Returns seconds."""
-    import jupytext
-    import nbformat
-    from nbconvert.preprocessors import ExecutePreprocessor
-
-    start = time.perf_counter()
-    shutil.rmtree(EXTRA, ignore_errors=True)
-    (EXTRA / "notebooks").mkdir(parents=True)
+def prepare_extra(fresh_figures: bool) -> None:
+    """Before Sphinx: fill _build/site_extra/ with the weights it publishes, and empty its
+    figures/ when every chapter runs again (a chapter served from the cache keeps its SVGs)."""
     publish_weights(EXTRA / "weights")
-    os.environ["SUPERPOSITION_FIGURES"] = str(EXTRA / "figures")  # the kernels inherit it
-    try:
-        for chapter in chapters():
-            notebook = jupytext.read(chapter)
-            notebook.cells.insert(0, nbformat.v4.new_code_cell(SETUP_CELL.format(site=site)))
-            notebook.metadata["kernelspec"] = {
-                "name": "python3", "display_name": "Python 3", "language": "python"
-            }  # fmt: skip
-            runner = ExecutePreprocessor(timeout=600, kernel_name="python3", record_timing=False)
-            runner.preprocess(notebook, {"metadata": {"path": str(chapter.parent)}})
-            nbformat.write(notebook, EXTRA / "notebooks" / f"{chapter.stem}.ipynb")
-    finally:
-        del os.environ["SUPERPOSITION_FIGURES"]
-    return time.perf_counter() - start
+    if fresh_figures:
+        shutil.rmtree(EXTRA / "figures", ignore_errors=True)
+    (EXTRA / "figures").mkdir(parents=True, exist_ok=True)
+
+
+def export_notebooks(site: str | None) -> None:
+    """After Sphinx: publish the notebooks Jupyter Book executed (it writes each one to
+    _build/jupyter_execute/), each with a first cell, not run, that sets it up elsewhere.
+    No chapter runs twice."""
+    import nbformat
+
+    (HTML / "notebooks").mkdir(parents=True, exist_ok=True)
+    for chapter in chapters():
+        executed = BUILD / "jupyter_execute" / chapter.relative_to(ROOT).with_suffix(".ipynb")
+        notebook = nbformat.read(executed, as_version=4)
+        notebook.cells.insert(0, nbformat.v4.new_code_cell(SETUP_CELL.format(site=site)))
+        notebook.metadata["kernelspec"] = {
+            "name": "python3", "display_name": "Python 3", "language": "python"
+        }  # fmt: skip
+        nbformat.write(notebook, HTML / "notebooks" / f"{chapter.stem}.ipynb")
 
 
 def run_child(command: list[str], cwd: Path) -> int:
@@ -192,15 +194,17 @@ def main() -> int:
 
     start = time.perf_counter()
     try:
-        seconds = export(site)
-    except Exception as exc:  # a chapter that fails here fails the build, with its cell
-        print(f"exporting the chapters FAILED: {exc}", file=sys.stderr)
+        prepare_extra(fresh_figures=args.force or old_code != code)
+    except Exception as exc:  # an unusable weight file fails the build before Sphinx runs
+        print(f"publishing the weights FAILED: {exc}", file=sys.stderr)
         return 1
-    print(f"exported notebooks, weights and SVG figures in {seconds:.0f} s")
+    # Every chapter runs once, in Jupyter Book; its figures are saved as SVG as it runs.
+    os.environ[FIGURES_ENV] = str(EXTRA / "figures")
     returncode = run_child(build_command(ROOT), ROOT)
     if returncode != 0:
         print(f"book build FAILED (exit {returncode}); see the messages above", file=sys.stderr)
         return returncode
+    export_notebooks(site)
     BUILD.mkdir(exist_ok=True)
     code_file.write_text(code)
     book_file.write_text(book)

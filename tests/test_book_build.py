@@ -38,6 +38,7 @@ def build(tmp_path: Path, body: str) -> subprocess.CompletedProcess:
     shutil.copy(ROOT / "_config.yml", tmp_path / "_config.yml")
     shutil.copy(ROOT / "book" / "references.bib", tmp_path / "book" / "references.bib")
     shutil.copytree(ROOT / "book" / "_extra", tmp_path / "book" / "_extra")
+    shutil.copytree(ROOT / "book" / "_static", tmp_path / "book" / "_static")
     (tmp_path / "_build" / "site_extra").mkdir(parents=True)
     (tmp_path / "_toc.yml").write_text("format: jb-book\nroot: book/intro\n")
     (tmp_path / "book" / "intro.md").write_text(HEADER + body)

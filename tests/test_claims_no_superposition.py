@@ -63,6 +63,5 @@ def test_the_graph_caption_states_the_threshold_the_figure_uses():
 
 
 def test_rescaling_changes_the_weights_but_not_the_function(f):
-    assert f.scale_min < 1 < f.scale_max or f.scale_max < 1 or f.scale_min > 1
-    assert f.scale_min != f.scale_max  # the rescaling has something to do
+    assert f.scale_min < f.scale_max  # the raw neurons differ in scale: rescaling does something
     assert f.rescale_difference < 1e-10  # rounding error, in double precision

@@ -14,7 +14,7 @@ def f(trained):
 
 
 def test_the_dense_model_is_monosemantic_and_the_sparsest_all_polysemantic(f):
-    """"every neuron of the dense model is monosemantic ... at p = 0.001, P of m neurons are
+    """ "every neuron of the dense model is monosemantic ... at p = 0.001, P of m neurons are
     polysemantic" (the table: the paper's all monosemantic ... all highly polysemantic)."""
     dense, sparsest = f.settings[1.0], f.settings[f.sparsest_p]
     assert dense.polysemantic.best == 0 and dense.dead == 0
@@ -31,7 +31,7 @@ def test_polysemantic_counts_grow_with_sparsity_up_to_the_seed_spread(f):
 
 
 def test_the_dense_models_compute_exactly_their_capacity(f):
-    """"The lowest-loss dense model computes C features, exactly its capacity ..., and so do
+    """ "The lowest-loss dense model computes C features, exactly its capacity ..., and so do
     the models at p = 0.3 and 0.1.\""""
     for p in (1.0, 0.3, 0.1):
         assert f.settings[p].computed.best == f.capacity
@@ -40,7 +40,7 @@ def test_the_dense_models_compute_exactly_their_capacity(f):
 
 
 def test_superposition_computes_more_at_intermediate_sparsity(f):
-    """"Sparser, superposition lets the m neurons compute more: at most K features (at p = ...),
+    """ "Sparser, superposition lets the m neurons compute more: at most K features (at p = ...),
     and up to S sides.\""""
     assert f.most_computed > f.capacity
     assert f.most_sides > f.m
@@ -49,7 +49,7 @@ def test_superposition_computes_more_at_intermediate_sparsity(f):
 
 
 def test_the_sparsest_model_computes_less_than_the_peak(f):
-    """"At p = 0.001 ... the count falls back to X": more polysemantic is not more computation;
+    """ "At p = 0.001 ... the count falls back to X": more polysemantic is not more computation;
     "no more than the dense one"."""
     sparsest = f.settings[f.sparsest_p]
     assert sparsest.computed.best < f.most_computed
@@ -59,7 +59,7 @@ def test_the_sparsest_model_computes_less_than_the_peak(f):
 
 
 def test_every_model_drops_a_tail_of_the_least_important_features(f):
-    """"Every model computes the most important features first and drops the rest", the tail
+    """ "Every model computes the most important features first and drops the rest", the tail
     reaching further at intermediate sparsity and back at p = 0.001."""
     for s in f.settings.values():
         assert s.first_dropped_tail >= s.computed.best  # nothing computed inside the tail
@@ -70,7 +70,7 @@ def test_every_model_drops_a_tail_of_the_least_important_features(f):
 
 
 def test_the_sparsest_model_barely_touches_what_it_drops(f):
-    """"no rescaled W1 weight on one exceeds R, and no neuron writes more than W to a dropped
+    """ "no rescaled W1 weight on one exceeds R, and no neuron writes more than W to a dropped
     feature's output"; "feature T weighing I of feature 0"; the constant costs a share."""
     sparsest = f.settings[f.sparsest_p]
     assert sparsest.max_read_of_dropped < 0.1
@@ -81,7 +81,7 @@ def test_the_sparsest_model_barely_touches_what_it_drops(f):
 
 
 def test_the_intermediate_model_keeps_its_most_important_features_monosemantic(f):
-    """"The monosemantic ones carry the most important features: every feature from 0 up to
+    """ "The monosemantic ones carry the most important features: every feature from 0 up to
     T has a monosemantic neuron", and they read, on average, more important features."""
     mid = f.intermediate
     assert mid.monosemantic > 0 and mid.polysemantic > 0  # both kinds in one model

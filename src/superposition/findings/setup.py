@@ -100,6 +100,9 @@ class SetupFindings:
     ours_dense_missing_top: tuple[int, ...]  # top-capacity features our best dense model misses
     ours_dense_beyond_top: tuple[int, ...]  # features past the top capacity that it computes
     ours_dense_one_sided: int  # features it computes on one side only
+    # Of our dense seeds, how many compute a feature past the top `capacity` while missing
+    # one inside it (a recycled neuron took a less important feature).
+    ours_dense_misplaced: int
     files: tuple[CachedFile, ...]  # the hardware and versions table
 
     def outcome(self, recipe: str, p: float) -> Outcome:
@@ -179,7 +182,9 @@ def setup() -> SetupFindings:
     )
 
     dense = sweep.instances_at(1.0)
-    computed_dense = analysis.features_computed(sweep.W1, sweep.W2, sweep.b)[dense]
+    both_dense = analysis.computed_sides(sweep.W1[dense], sweep.W2[dense], sweep.b[dense]).all(-1)
+    computed_dense = both_dense.sum(-1)
+    misplaced = (~both_dense[:, :capacity]).any(-1) & both_dense[:, capacity:].any(-1)
     best = sweep.best(1.0)
     sides = analysis.computed_sides(sweep.W1[best : best + 1], sweep.W2[best : best + 1],
                                     sweep.b[best : best + 1])[0]  # fmt: skip
@@ -224,5 +229,6 @@ def setup() -> SetupFindings:
         ours_dense_missing_top=tuple((~both[:capacity]).nonzero().flatten().tolist()),
         ours_dense_beyond_top=tuple((both[capacity:].nonzero().flatten() + capacity).tolist()),
         ours_dense_one_sided=int((either & ~both).sum()),
+        ours_dense_misplaced=int(misplaced.sum()),
         files=weights().files,
     )
