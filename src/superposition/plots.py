@@ -267,4 +267,14 @@ def value_colorbar(ax: Axes | Sequence[Axes], label: str, norm: Normalize | None
     mappable = mpl.cm.ScalarMappable(norm, cmap)
     axes = ax if isinstance(ax, Axes) else list(ax)
     figure = ax.figure if isinstance(ax, Axes) else axes[0].figure
-    figure.colorbar(mappable, ax=axes, label=label, **{"fraction": 0.05, "pad": 0.02, **kwargs})
+    bar = figure.colorbar(
+        mappable, ax=axes, label=label, **{"fraction": 0.05, "pad": 0.02, **kwargs}
+    )
+    plain_numbers(bar.ax.yaxis)
+
+
+def plain_numbers(axis) -> None:
+    """Tick labels as plain numbers (0.01, 0.1, 1) rather than powers of ten, whose
+    superscripts print at 70 % of the text size."""
+    axis.set_major_formatter(mpl.ticker.FuncFormatter(lambda v, _: f"{v:g}"))
+    axis.set_minor_formatter(mpl.ticker.NullFormatter())
