@@ -54,7 +54,8 @@ def run_ours(e: experiments.Experiment, steps: int) -> dict:
     return {
         "steps_per_s": (steps - 1) / phases["steps"],  # the loop without its first step
         "compile_s": phases["first step (compiles)"],
-        "recycling_s": phases["recycling"] * e.steps / steps,  # scaled to the full run
+        # per recycling round, times the rounds of a full run
+        "recycling_s": phases["recycling"] * len(e.recycle_at) / max(1, len(short.recycle_at)),
         "evaluation_s": phases["evaluation"],
         "setup_s": phases["setup"],
         "end_to_end_s": result.seconds,

@@ -228,11 +228,11 @@ def graph(
     )
     hidden = list(node_colors) if node_colors is not None else ["0.85"] * m
     fill = [colors[v[1]] if v[0] != "h" else hidden[v[1]] for v in G.nodes]
-    nx.draw_networkx_nodes(G, pos, ax=ax, node_color=fill, node_size=160,
+    nx.draw_networkx_nodes(G, pos, ax=ax, node_color=fill, node_size=260 if labels else 160,
                            edgecolors="0.3", linewidths=0.5)  # fmt: skip
     if labels:
         names = {v: f"{v[0]}{v[1]}" for v in G.nodes}
-        nx.draw_networkx_labels(G, pos, labels=names, ax=ax, font_size=6)
+        nx.draw_networkx_labels(G, pos, labels=names, ax=ax, font_size=9)
     ax.set_axis_off()
     return ax
 
