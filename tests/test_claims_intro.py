@@ -56,6 +56,25 @@ def test_dense_to_sparse_neurons_become_polysemantic(f):
     assert f.poly_sparsest > f.live_sparsest / 2
 
 
+def test_the_motif_is_found_in_some_models_of_c_and_b_not_all(f):
+    m = findings.motif()
+    assert (f.motif_c_seeds, f.motif_c_with) == (m.c_seeds, m.c_with_motif)
+    assert (f.motif_b_models, f.motif_b_with) == (m.b_models, m.b_models_with)
+    assert 0 < f.motif_c_with < f.motif_c_seeds
+    assert 0 < f.motif_b_with < f.motif_b_models
+    e = {row.label: row for row in f.experiments}
+    assert (f.motif_c_seeds, f.motif_b_models) == (e["C"].models, e["B"].models)
+
+
+def test_no_chapter_loads_the_plain_recipe_models_to_draw_them():
+    """'the plain-recipe models (B0) are measured but never drawn': no chapter's code loads
+    their weights (the setup chapter measures them through findings.setup)."""
+    plain = experiments.get("plain-recipe")
+    for chapter in (ROOT / "book").glob("*.md"):
+        code = "".join(c.source for c in jupytext.read(chapter).cells if c.cell_type == "code")
+        assert plain.name not in code and "PLAIN" not in code, chapter.name
+
+
 def test_the_paper_map_names_figures_of_ours_and_sections_of_the_paper():
     text = INTRO.read_text()
     ours = set(re.findall(r"name: (fig-[\w-]+)", "".join(

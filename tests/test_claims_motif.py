@@ -22,6 +22,17 @@ def test_the_papers_example_leaks_sixteen_times_more_one_way(f):
     assert f.paper_leak_ratio == 16.0
 
 
+def test_the_detector_runs_on_every_b_and_c_model_and_finds_the_motif_in_some(f):
+    """'finds the motif in 5 of C's 16 seeds and 7 of B's 56 models': not in every model."""
+    rows = [r for r in f.detector if r.label == "B"]
+    assert f.b_models == sum(r.seeds for r in rows)
+    assert f.b_models_with == sum(r.seeds_with for r in rows)
+    assert 0 < f.b_models_with < f.b_models
+    (row,) = [r for r in f.detector if r.label == "C"]
+    assert (row.seeds, row.seeds_with) == (f.c_seeds, f.c_with_motif)
+    assert 0 < f.c_with_motif < f.c_seeds
+
+
 def test_experiment_c_best_model_holds_the_motif(f):
     assert len(f.c_shown.motifs) == 1  # "the detector finds 1 motif in this model"
     (row,) = [r for r in f.detector if r.label == "C"]
@@ -100,6 +111,25 @@ def test_the_motif_belongs_to_limited_superposition(f):
     assert all(r.two_feature_neurons <= 0.1 * r.polysemantic for r in f.b_sparser)  # "few"
     assert f.b_sparser[-1].polysemantic == f.b_m  # "all of the neurons"
     assert f.b_sparser[-1].p == min(r.p for r in rows)
+
+
+def test_dense_models_have_no_carrier_shaped_neuron(f):
+    """'the dense and nearly dense models have no such neuron ... the detector's first
+    condition fails on every neuron'."""
+    assert f.b_denser and all(r.two_feature_neurons == 0 for r in f.b_denser)
+    assert all(r.motifs == 0 for r in f.b_denser)
+
+
+def test_the_polysemantic_threshold_counts_cs_carrier_and_inhibitor_as_monosemantic(f):
+    """C's lowest-loss model holds the motif with no polysemantic neuron: its carrier and
+    inhibitor read about one feature each (effective number under the threshold), while the
+    carrier-shaped count includes the carrier."""
+    (row,) = [r for r in f.detector if r.label == "C"]
+    assert row.in_best and row.polysemantic == 0
+    assert 1 < f.c_carrier_features < f.polysemantic_threshold
+    assert 1 < f.c_inhibitor_features < f.polysemantic_threshold
+    assert f.c_carrier_shaped and row.two_feature_neurons >= 1
+    assert abs(f.c_shown.motif.w1_weak) < f.max_ratio  # "a small weight"
 
 
 def test_experiment_b_shows_the_motif_in_one_lowest_loss_model(f):

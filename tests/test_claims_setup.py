@@ -7,7 +7,7 @@ import math
 import pytest
 import torch
 
-from superposition import experiments, findings, train
+from superposition import analysis, experiments, findings, store, train
 from superposition.model import AbsModel, neuron_effect
 
 pytestmark = pytest.mark.claims
@@ -141,6 +141,27 @@ def test_tangles_the_plain_model_is_worse_than_the_monosemantic_solution(f):
 
 def test_our_bias_keeps_most_top_outputs_alive(f):
     assert f.outcome("this book", 0.001).dead_top < f.capacity / 2
+
+
+def test_our_bias_keeps_the_top_outputs_alive_and_the_dead_ones_are_dropped_features(f):
+    """'keeps those most important outputs alive: ours has 0 dead among the top 20 ... overall
+    ours has more dead outputs than the plain model ... and all of them are on features less
+    important than the least important feature it computes alone on even one side'."""
+    plain, ours = f.outcome("plain", 0.001), f.outcome("this book", 0.001)
+    assert ours.dead_top == 0 < plain.dead_top
+    assert ours.dead_outputs > plain.dead_outputs
+    assert ours.dead_past_computed == ours.dead_outputs
+    assert ours.computed <= ours.last_computed + 1  # the computed features lie before it
+
+
+def test_features_computed_here_is_the_single_feature_grid_test(f):
+    """The table's 'features computed (one feature alone, within 0.1)'."""
+    assert f.tolerance == analysis.COMPUTED_TOLERANCE
+    for o in f.outcomes:
+        name = "plain-recipe" if o.recipe == "plain" else "sparsity-sweep"
+        w, k = store.load(name), o.instance
+        count = analysis.features_computed(w.W1[k : k + 1], w.W2[k : k + 1], w.b[k : k + 1])
+        assert o.computed == int(count[0])
 
 
 def test_the_hardware_table_lists_every_experiment(f):

@@ -89,3 +89,20 @@ def test_the_intermediate_model_keeps_its_most_important_features_monosemantic(f
     assert mid.mean_primary[0] < mid.mean_primary[1]
     assert mid.median_secondary < 1 and mid.max_secondary <= 1  # one primary weight of 1
     assert mid.median_reads > 1
+
+
+def test_no_lowest_loss_model_has_a_dead_neuron(f):
+    """ "No lowest-loss model has a dead neuron (0 in all)." """
+    assert f.dead_neurons == 0
+
+
+def test_seeds_disagree_most_at_one_sparsity(f):
+    """ "at p = P the worst seed's loss is R times the lowest (at most Q at every other)"."""
+    p, ratio = f.worst_loss_ratio
+    assert ratio > f.other_loss_ratios_below >= 1
+    assert p == f.sparsest_p  # the prose names the sparsest setting
+
+
+def test_slightly_polysemantic_at_p_01(f):
+    """ "each reading only a little more than one feature (median M over them)"."""
+    assert 1.1 < f.settings[0.1].median_reads_polysemantic < 1.5

@@ -20,7 +20,7 @@ import networkx as nx
 import numpy as np
 from matplotlib.axes import Axes
 from matplotlib.collections import PatchCollection
-from matplotlib.colors import LogNorm, Normalize, TwoSlopeNorm
+from matplotlib.colors import Colormap, LogNorm, Normalize, TwoSlopeNorm
 from matplotlib.patches import Rectangle
 
 WEIGHT_CMAP = "RdBu"
@@ -51,24 +51,36 @@ def _np(a) -> np.ndarray:
     return a.detach().cpu().numpy() if hasattr(a, "detach") else np.asarray(a)
 
 
-# Feature identity: ten colours with no red and no blue, which belong to weight sign alone.
-FEATURE_PALETTE = ("#1b9e77", "#d95f02", "#9467bd", "#e7298a", "#66a61e",
-                   "#e6ab02", "#a6761d", "#555555", "#000000", "#8dd3c7")  # fmt: skip
+# Feature identity: features 0-9 (the most important) get ten colours with no red and no
+# blue (which belong to weight sign alone) and no orange or brown (which belong to
+# VALUE_CMAP); every later feature is grey, lighter for less important, so no two features
+# that a figure can confuse share a colour.
+FEATURE_PALETTE = ("#1b9e77", "#9467bd", "#e7298a", "#66a61e", "#b8e186",
+                   "#000000", "#8dd3c7", "#bcbd22", "#c2a5cf", "#01665e")  # fmt: skip
 
 
-def feature_colors(n: int) -> list[str]:
-    """One colour per feature, by index: `FEATURE_PALETTE` in order, repeating every ten
-    features, so neighbouring features always differ (a figure with more than ten features
-    names them, e.g. by tick labels, and shows `feature_key`)."""
-    return [FEATURE_PALETTE[i % len(FEATURE_PALETTE)] for i in range(n)]
+def feature_colors(n: int) -> list:
+    """One colour per feature, by index: `FEATURE_PALETTE` for features 0-9, then greys
+    from dark (feature 10) to light (the last feature)."""
+    first = list(FEATURE_PALETTE[: min(n, len(FEATURE_PALETTE))])
+    rest = n - len(first)
+    # square root: the greys spread most over the next most important features
+    return first + [str(round(0.3 + 0.55 * (i / max(1, rest - 1)) ** 0.5, 3)) for i in range(rest)]
 
 
 def feature_key(ax: Axes, features: Sequence[int], *, ncol: int | None = None, **legend) -> Axes:
-    """A legend of feature colours for the listed features ("x0", "x1", ...)."""
+    """A legend of feature colours for the listed features ("x0", "x1", ...); with more than
+    ten features, one grey swatch stands for the rest."""
+    features = list(features)
     colors = feature_colors(max(features) + 1)
-    handles = [Rectangle((0, 0), 1, 1, color=colors[i]) for i in features]
-    ax.legend(handles, [f"x{i}" for i in features], ncol=ncol or min(10, len(features)),
-              frameon=False, handlelength=1.0, columnspacing=0.8, **legend)  # fmt: skip
+    shown = [i for i in features if i < len(FEATURE_PALETTE)]
+    handles = [Rectangle((0, 0), 1, 1, color=colors[i]) for i in shown]
+    labels = [f"x{i}" for i in shown]
+    if len(shown) < len(features):
+        handles.append(Rectangle((0, 0), 1, 1, color="0.6"))
+        labels.append(f"x{len(FEATURE_PALETTE)}+ (grey, lighter: less important)")
+    ax.legend(handles, labels, ncol=ncol or min(11, len(handles)), frameon=False,
+              handlelength=1.0, columnspacing=0.8, **legend)  # fmt: skip
     return ax
 
 
@@ -237,44 +249,51 @@ def graph(
     return ax
 
 
-# Measured values per feature (superposition) use this map; it is never used for sign.
-VALUE_CMAP = "plasma"
+# Measured values per feature (superposition) use this map, from pale yellow through orange
+# to brown: no red and no blue, which belong to weight sign.
+VALUE_CMAP = "YlOrBr"
 # How well an output computes its feature (variance explained, 0 to 1): a green scale.
 QUALITY_CMAP = "YlGn"
 QUALITY_DARK, QUALITY_LIGHT = "#006837", "#78c679"  # computed on both sides / on one side
 
 
-def value_norm(values, floor: float = 1e-2) -> LogNorm:
+def value_norm(values, floor: float = 0.05) -> LogNorm:
     """A log scale from `floor` to the largest value: it separates features at every
     sparsity, where a linear scale clipped at 1 would colour the sparsest models alike."""
     top = max(float(np.max(_np(values))), floor * 10)
     return LogNorm(floor, top, clip=True)
 
 
+def _value_map() -> Colormap:
+    """VALUE_CMAP without its palest third, which vanishes on a white page."""
+    return mpl.colors.ListedColormap(mpl.colormaps[VALUE_CMAP](np.linspace(0.3, 1.0, 256)))
+
+
 def value_colors(values: Sequence[float], norm: Normalize | None = None) -> list:
-    """Colours for per-feature values on `norm` (default: linear on [0, 1], clipped).
-    The map stops short of its palest yellow, which vanishes on a light background."""
+    """Colours for per-feature values on `norm` (default: linear on [0, 1], clipped)."""
     norm = norm or Normalize(0.0, 1.0, clip=True)
-    scale = mpl.colormaps[VALUE_CMAP]
-    return [scale(0.9 * float(norm(float(v)))) for v in _np(values)]
+    scale = _value_map()
+    return [scale(float(norm(float(v)))) for v in _np(values)]
 
 
 def value_colorbar(ax: Axes | Sequence[Axes], label: str, norm: Normalize | None = None,
                    **kwargs) -> None:  # fmt: skip
-    """The colour bar that goes with `value_colors` (on the same `norm`)."""
+    """The colour bar that goes with `value_colors` (on the same `norm`), its ends labelled."""
     norm = norm or Normalize(0.0, 1.0)
-    cmap = mpl.colors.ListedColormap(mpl.colormaps[VALUE_CMAP](np.linspace(0, 0.9, 256)))
-    mappable = mpl.cm.ScalarMappable(norm, cmap)
+    mappable = mpl.cm.ScalarMappable(norm, _value_map())
     axes = ax if isinstance(ax, Axes) else list(ax)
     figure = ax.figure if isinstance(ax, Axes) else axes[0].figure
     bar = figure.colorbar(
         mappable, ax=axes, label=label, **{"fraction": 0.05, "pad": 0.02, **kwargs}
     )
+    if isinstance(norm, LogNorm):
+        decades = [10.0**e for e in range(-3, 4) if norm.vmin < 10.0**e < norm.vmax * 0.7]
+        bar.set_ticks([norm.vmin, *decades, norm.vmax])
     plain_numbers(bar.ax.yaxis)
 
 
 def plain_numbers(axis) -> None:
     """Tick labels as plain numbers (0.01, 0.1, 1) rather than powers of ten, whose
     superscripts print at 70 % of the text size."""
-    axis.set_major_formatter(mpl.ticker.FuncFormatter(lambda v, _: f"{v:g}"))
+    axis.set_major_formatter(mpl.ticker.FuncFormatter(lambda v, _: f"{v:.2g}"))
     axis.set_minor_formatter(mpl.ticker.NullFormatter())

@@ -13,6 +13,7 @@ import functools
 from dataclasses import dataclass
 
 from .. import analysis, experiments, store
+from .motif import motif
 
 SWEEP = "sparsity-sweep"
 
@@ -43,6 +44,11 @@ class IntroFindings:
     dead_dense: int
     poly_sparsest: int
     live_sparsest: int
+    # The motif detector (findings.motif) runs on every model of experiments C and B:
+    motif_c_seeds: int  # C's models
+    motif_c_with: int  # of those, how many it finds a motif in
+    motif_b_models: int  # B's models
+    motif_b_with: int
 
 
 @functools.cache
@@ -61,6 +67,7 @@ def intro() -> IntroFindings:
     best = {p: w.best(p) for p in probs}
     poly = analysis.polysemantic_neurons(w.W1, w.W2)
     dead = analysis.dead_neurons(w.W1, w.W2)
+    motifs = motif()
     return IntroFindings(
         experiments=tuple(rows),
         n_models=sum(r.models for r in rows),
@@ -72,4 +79,8 @@ def intro() -> IntroFindings:
         dead_dense=int(dead[best[dense]].sum()),
         poly_sparsest=int(poly[best[sparsest]].sum()),
         live_sparsest=int((~dead[best[sparsest]]).sum()),
+        motif_c_seeds=motifs.c_seeds,
+        motif_c_with=motifs.c_with_motif,
+        motif_b_models=motifs.b_models,
+        motif_b_with=motifs.b_models_with,
     )

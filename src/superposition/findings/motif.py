@@ -15,6 +15,7 @@ import dataclasses
 import functools
 import statistics
 from dataclasses import dataclass
+from math import nan
 
 import torch
 from torch import Tensor
@@ -168,6 +169,12 @@ class MotifFindings:
     near_miss: float  # NEAR_MISS
     c_motif_neurons: tuple[int, ...]  # carriers and inhibitors of both kinds, sorted
     c_ablation: Ablation | None  # of c_shown.motif (None if the shown model has none)
+    # analysis.effective_features of c_shown.motif's carrier and inhibitor, and the threshold
+    # above which analysis.polysemantic_neurons counts a live neuron as polysemantic
+    c_carrier_features: float
+    c_inhibitor_features: float
+    polysemantic_threshold: float
+    c_carrier_shaped: bool  # whether c_shown.motif's carrier is a carrier-shaped neuron
     c_computed_both: tuple[int, ...]  # features the shown model computes on both sides
     c_computed_one: tuple[tuple[int, str], ...]  # (feature, side) computed on one side only
     c_neurons: tuple[tuple[int, str], ...]  # per neuron of it: (largest feature, its sign)
@@ -180,6 +187,8 @@ class MotifFindings:
     b_sparser: tuple[DetectorRow, ...]  # B's rows sparser than every sparsity with a motif
     b_shown: ShownModel | None  # the B model shown: see `_pick_b`
     b_m: int  # neurons of experiment B's models
+    b_models: int  # experiment B's models, all sparsities and seeds
+    b_models_with: int  # of those, how many the detector finds a motif in
 
 
 def _median(values: list[float]) -> float:
@@ -293,6 +302,11 @@ def _near_misses(w: store.Weights, shown: ShownModel) -> tuple[MotifFacts, ...]:
 
 
 def _two_feature_neurons(W1: Tensor, W2: Tensor) -> Tensor:  # [instances] int
+    """How many of each instance's neurons `_carrier_shaped` marks."""
+    return _carrier_shaped(W1, W2).sum(-1)
+
+
+def _carrier_shaped(W1: Tensor, W2: Tensor) -> Tensor:  # [instances, m] bool
     """Live neurons shaped like a carrier (the detector's first condition): a secondary
     rescaled weight between MOTIF_FLOOR and MOTIF_MAX_RATIO, every other weight at most
     MOTIF_THIRD times it."""
@@ -301,7 +315,7 @@ def _two_feature_neurons(W1: Tensor, W2: Tensor) -> Tensor:  # [instances] int
     second, third = size[..., 1], size[..., 2]
     shaped = (second >= analysis.MOTIF_FLOOR) & (second <= analysis.MOTIF_MAX_RATIO)
     shaped &= third <= analysis.MOTIF_THIRD * second
-    return (shaped & ~analysis.dead_neurons(W1, W2)).sum(-1)
+    return shaped & ~analysis.dead_neurons(W1, W2)
 
 
 def _rows(w: store.Weights, found: list[analysis.Motif]) -> list[DetectorRow]:
@@ -352,6 +366,7 @@ def motif() -> MotifFindings:
     k = c_shown.instance
     sides = analysis.computed_sides(c.W1[k : k + 1], c.W2[k : k + 1], c.b[k : k + 1])[0]
     main, sign = analysis.primary_features(c.W1[k : k + 1])  # [1, m] each
+    effective = analysis.effective_features(c.W1[k : k + 1])[0]  # [m]
 
     b = store.load("sparsity-sweep")
     found_b = analysis.find_motifs(b.W1, b.W2, b.b)
@@ -387,6 +402,11 @@ def motif() -> MotifFindings:
             sorted({n for f in c_shown.motifs + c_near for n in (f.carrier, f.inhibitor)})
         ),
         c_ablation=ablation(c, k, c_shown.motif) if c_shown.motifs else None,
+        c_carrier_features=float(effective[c_shown.motif.carrier]) if c_shown.motifs else nan,
+        c_inhibitor_features=(float(effective[c_shown.motif.inhibitor]) if c_shown.motifs else nan),
+        polysemantic_threshold=analysis.POLYSEMANTIC_THRESHOLD,
+        c_carrier_shaped=bool(c_shown.motifs)
+        and bool(_carrier_shaped(c.W1[k : k + 1], c.W2[k : k + 1])[0, c_shown.motif.carrier]),
         c_computed_both=tuple(i for i, (neg, pos) in enumerate(sides.tolist()) if neg and pos),
         c_computed_one=tuple(
             (i, "negative" if neg else "positive")
@@ -402,4 +422,6 @@ def motif() -> MotifFindings:
         b_sparser=tuple(r for r in rows_b if all(r.p < q.p for q in rows_b if q.motifs)),
         b_shown=_pick_b(b, found_b),
         b_m=b.experiment.n_hidden,
+        b_models=sum(r.seeds for r in rows_b),
+        b_models_with=sum(r.seeds_with for r in rows_b),
     )

@@ -63,6 +63,11 @@ class Outcome:
     polysemantic: int
     dead_outputs: int
     dead_top: int  # dead among the `capacity` most important outputs
+    # The least important feature computed on at least one side (alone, within the
+    # tolerance), and how many dead outputs are on features less important than it: features
+    # the model drops anyway.
+    last_computed: int
+    dead_past_computed: int
 
 
 @dataclass(frozen=True)
@@ -150,6 +155,8 @@ def _outcome(w: store.Weights, recipe: str, p: float, capacity: int) -> Outcome:
     importance = torch.tensor(w.experiment.importance())
     dead = analysis.dead_outputs(W1, W2, b)[0]
     loss = w.final_loss[k]
+    either = analysis.computed_sides(W1, W2, b)[0].any(-1)  # [n]
+    last = int(either.nonzero().max()) if either.any() else -1
     return Outcome(
         p=p,
         recipe=recipe,
@@ -161,6 +168,8 @@ def _outcome(w: store.Weights, recipe: str, p: float, capacity: int) -> Outcome:
         polysemantic=int(analysis.polysemantic_neurons(W1, W2)[0].sum()),
         dead_outputs=int(dead.sum()),
         dead_top=int(dead[:capacity].sum()),
+        last_computed=last,
+        dead_past_computed=int(dead[last + 1 :].sum()),
     )
 
 

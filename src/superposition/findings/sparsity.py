@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import functools
 from dataclasses import dataclass
+from math import nan
 
 import torch
 from torch import Tensor
@@ -54,6 +55,8 @@ class Setting:
     polysemantic: Spread
     dead: int  # neurons, lowest-loss seed
     median_reads: float  # median effective number of features of its live neurons
+    median_reads_polysemantic: float  # the same over its polysemantic neurons (nan if none)
+    loss_ratio: float  # worst seed's loss over the lowest
     computed: Spread  # features computed on both sides (explained variance >= FVE_COMPUTED)
     one_side: Spread  # computed on exactly one side
     dropped: Spread  # explained variance below DROPPED_BELOW: answered by a constant
@@ -115,9 +118,27 @@ class SparsityFindings:
         """The chapter's table: the paper's description beside our measurements."""
         return [
             [f"{s.p:g}", PAPER.get(s.p, ""), str(s.polysemantic), f"{s.median_reads:.2f}",
-             str(s.dead), str(s.computed), str(s.one_side), str(s.dropped), f"{s.loss:.2e}"]
+             str(s.computed), str(s.one_side), str(s.dropped), f"{s.loss:.2e}",
+             f"{s.loss_ratio:.1f}"]
             for s in self.settings.values()
         ]  # fmt: skip
+
+    @property
+    def dead_neurons(self) -> int:
+        """Dead neurons in the lowest-loss models of every sparsity together."""
+        return sum(s.dead for s in self.settings.values())
+
+    @property
+    def worst_loss_ratio(self) -> tuple[float, float]:
+        """(p, ratio) where the worst seed's loss is furthest above the lowest-loss seed's."""
+        s = max(self.settings.values(), key=lambda s: s.loss_ratio)
+        return s.p, s.loss_ratio
+
+    @property
+    def other_loss_ratios_below(self) -> float:
+        """The largest worst-over-best loss ratio at every other sparsity."""
+        p, _ = self.worst_loss_ratio
+        return max(s.loss_ratio for s in self.settings.values() if s.p != p)
 
 
 def _largest(weights: Tensor) -> float:
@@ -155,6 +176,8 @@ def sparsity() -> SparsityFindings:
             polysemantic=_spread(poly[ks].sum(-1), at),
             dead=int(dead[k].sum()),
             median_reads=float(eff[k][~dead[k]].median()),
+            median_reads_polysemantic=float(eff[k][poly[k]].median()) if poly[k].any() else nan,
+            loss_ratio=max(w.final_loss[q] for q in ks) / w.final_loss[k],
             computed=_spread(both[ks].sum(-1), at),
             one_side=_spread(one[ks].sum(-1), at),
             dropped=_spread(dropped[ks].sum(-1), at),
