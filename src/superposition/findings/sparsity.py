@@ -125,8 +125,8 @@ class SparsityFindings:
 
     @property
     def dead_neurons(self) -> int:
-        """Dead neurons in the lowest-loss models of every sparsity together."""
-        return sum(s.dead for s in self.settings.values())
+        """Dead neurons in every model of the sweep together (every seed, every sparsity)."""
+        return int(self.dead.sum())
 
     @property
     def worst_loss_ratio(self) -> tuple[float, float]:
