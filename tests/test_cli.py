@@ -114,13 +114,19 @@ def test_an_unwritable_folder_is_found_before_training(counted_training, monkeyp
     assert "Traceback" not in err
 
 
-def test_a_read_only_mount_is_found_before_training(
-    counted_training, tiny_registry, monkeypatch, capsys
+@pytest.mark.parametrize(
+    "options,message",
+    [("ro,size=4m", "Read-only file system"), ("size=64k", "MiB free in the weights folder")],
+    ids=["read-only", "full"],
+)
+def test_a_real_unwritable_folder_is_found_before_training(
+    counted_training, tiny_registry, monkeypatch, capsys, options, message
 ):
-    """The real thing, where this machine lets us mount (CI runs as root)."""
-    mount = tiny_registry / "ro"
+    """The real thing, a tmpfs mounted read-only or too small, where this machine lets us
+    mount (CI runs as root)."""
+    mount = tiny_registry / "mount"
     mount.mkdir()
-    made = subprocess.run(["mount", "-t", "tmpfs", "-o", "ro,size=4m", "tmpfs", str(mount)],
+    made = subprocess.run(["mount", "-t", "tmpfs", "-o", options, "tmpfs", str(mount)],
                           capture_output=True)  # fmt: skip
     if made.returncode != 0:
         pytest.skip(f"cannot mount here: {made.stderr.decode().strip()}")
@@ -130,25 +136,7 @@ def test_a_read_only_mount_is_found_before_training(
     finally:
         subprocess.run(["umount", str(mount)], check=True)
     assert counted_training == []
-    assert "Read-only file system" in capsys.readouterr().err
-
-
-def test_a_full_folder_is_found_before_training(
-    counted_training, tiny_registry, monkeypatch, capsys
-):
-    mount = tiny_registry / "full"
-    mount.mkdir()
-    made = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=64k", "tmpfs", str(mount)],
-                          capture_output=True)  # fmt: skip
-    if made.returncode != 0:
-        pytest.skip(f"cannot mount here: {made.stderr.decode().strip()}")
-    try:
-        monkeypatch.setenv(store.ENV_FOLDER, str(mount))
-        assert cli.main(["figures", "--quiet"]) == 1
-    finally:
-        subprocess.run(["umount", str(mount)], check=True)
-    assert counted_training == []
-    assert "MiB free in the weights folder" in capsys.readouterr().err
+    assert message in capsys.readouterr().err
 
 
 @pytest.mark.parametrize(
