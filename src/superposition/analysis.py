@@ -191,7 +191,9 @@ class Motif:
     error_without: float  # the same with the inhibitor's output weights set to zero
 
 
-def _weak_output_error(W1: Tensor, W2: Tensor, b: Tensor, strong: int, weak: int, side: int):
+def weak_output_error(W1: Tensor, W2: Tensor, b: Tensor, strong: int, weak: int, side: int):
+    """The weak output's largest value (its error: |x_weak| = 0) with the strong feature alone
+    on `side`, over 20 points of (0.05, 1]. One instance: W1 [m, n], W2 [n, m], b [n]."""
     grid = side * torch.linspace(0.05, 1.0, 20, dtype=torch.float64)
     hidden = torch.relu(W1[:, strong, None] * grid)  # [m, points]
     out = torch.relu(W2[weak] @ hidden + b[weak])  # target |x_weak| = 0
@@ -220,14 +222,14 @@ def find_motifs(W1: Tensor, W2: Tensor, b: Tensor) -> list[Motif]:
                 continue
             side = int(torch.sign(row[strong]))
             interference = float(R2[k, weak, a] * row[strong].abs())
-            with_all = _weak_output_error(R1[k], R2[k], b[k], strong, weak, side)
+            with_all = weak_output_error(R1[k], R2[k], b[k], strong, weak, side)
             for c in (~dead[k]).nonzero().flatten().tolist():
                 inhibition = float(-R2[k, weak, c] * torch.relu(side * R1[k, c, strong]))
                 if c == a or inhibition < interference:
                     continue
                 ablated = R2[k].clone()
                 ablated[:, c] = 0
-                without = _weak_output_error(R1[k], ablated, b[k], strong, weak, side)
+                without = weak_output_error(R1[k], ablated, b[k], strong, weak, side)
                 if without - with_all < MOTIF_MIN_ERROR_RISE:
                     continue
                 found.append(Motif(

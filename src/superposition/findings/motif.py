@@ -292,8 +292,8 @@ def _near_misses(w: store.Weights, shown: ShownModel) -> tuple[MotifFacts, ...]:
             m,
             instance=k,
             inhibition=m.inhibition / (1 + NEAR_MISS),
-            error_with=analysis._weak_output_error(R1[0], R2[0], b[0], m.strong, m.weak, m.side),
-            error_without=analysis._weak_output_error(
+            error_with=analysis.weak_output_error(R1[0], R2[0], b[0], m.strong, m.weak, m.side),
+            error_without=analysis.weak_output_error(
                 R1[0], ablated, b[0], m.strong, m.weak, m.side
             ),
         )
