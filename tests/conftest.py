@@ -24,3 +24,10 @@ def trained():
         return cache[name]
 
     return get
+
+
+@pytest.fixture(scope="session")
+def every_model(trained):
+    """Every registered experiment, cached (trained here once if missing or stale): for the
+    chapters whose findings read all of them."""
+    return [trained(name) for name in experiments.REGISTRY]

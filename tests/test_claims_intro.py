@@ -22,9 +22,7 @@ PAPER_ANCHORS = {"computation", "computation-setup", "computation-asymmetric-mot
 
 
 @pytest.fixture(scope="module")
-def f(trained):
-    for name in experiments.REGISTRY:
-        trained(name)
+def f(every_model):
     return findings.intro()
 
 

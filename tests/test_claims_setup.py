@@ -14,9 +14,7 @@ pytestmark = pytest.mark.claims
 
 
 @pytest.fixture(scope="module")
-def f(trained):
-    for name in experiments.REGISTRY:
-        trained(name)
+def f(every_model):
     return findings.setup()
 
 

@@ -22,9 +22,7 @@ BLOCKED = "import sys\nsys.modules['superposition'] = None  # any import of it n
 
 
 @pytest.fixture(scope="module")
-def f(trained):
-    for name in experiments.REGISTRY:
-        trained(name)
+def f(every_model):
     return findings.weights()
 
 
