@@ -5,8 +5,9 @@
 Every chapter runs once, in Jupyter Book. The site publishes at its root, from
 _build/site_extra/, weights/ (the registry's weight files, validated) and figures/ (every
 figure as SVG, saved while its chapter runs), and, in notebooks/, the notebooks Jupyter Book
-executed, each with a first cell that sets it up elsewhere. Set SUPERPOSITION_SITE_URL to
-the site's address and those notebooks fetch missing weight files from it.
+executed (from its execution cache), each with a first cell that sets it up elsewhere. Set
+SUPERPOSITION_SITE_URL to the site's address and those notebooks fetch missing weight files
+from it.
 
 Jupyter Book's execution cache keys on the code of each cell, so on its own it would keep
 serving outputs computed from old weights or old library code. This script keeps two keys
@@ -129,15 +130,17 @@ def prepare_extra(fresh_figures: bool) -> None:
 
 
 def export_notebooks(site: str | None) -> None:
-    """After Sphinx: publish the notebooks Jupyter Book executed (it writes each one to
-    _build/jupyter_execute/), each with a first cell, not run, that sets it up elsewhere.
-    No chapter runs twice."""
+    """After Sphinx: publish the notebooks Jupyter Book executed, taken from its execution
+    cache (which holds every chapter's outputs, whether it ran in this build or an earlier
+    one), each with a first cell, not run, that sets it up elsewhere. No chapter runs twice."""
+    import jupytext
     import nbformat
+    from jupyter_cache import get_cache
 
+    cache = get_cache(str(BUILD / ".jupyter_cache"))
     (HTML / "notebooks").mkdir(parents=True, exist_ok=True)
     for chapter in chapters():
-        executed = BUILD / "jupyter_execute" / chapter.relative_to(ROOT).with_suffix(".ipynb")
-        notebook = nbformat.read(executed, as_version=4)
+        _, notebook = cache.merge_match_into_notebook(jupytext.read(chapter))  # KeyError: not run
         notebook.cells.insert(0, nbformat.v4.new_code_cell(SETUP_CELL.format(site=site)))
         notebook.metadata["kernelspec"] = {
             "name": "python3", "display_name": "Python 3", "language": "python"
