@@ -92,16 +92,53 @@ def loss_and_grads(
     Returns (loss [instances], dW1 [instances, m, n], dW2 [instances, n, m], db [instances, n]).
     The masks multiply rather than select, which is what lets a compiler fuse them.
     """
-    batch = x.shape[1]
-    h = torch.relu(torch.bmm(x, W1.transpose(1, 2)))  # [instances, batch, m]
+    return _rows_loss_and_grads(W1, W2, b, x, importance, x.shape[1], empty=0)
+
+
+def compact_loss_and_grads(
+    W1: Tensor, W2: Tensor, b: Tensor, x: Tensor, importance: Tensor, rows: int
+) -> tuple[Tensor, Tensor, Tensor, Tensor, Tensor]:
+    """`loss_and_grads` computed on `rows` rows per instance instead of the whole batch.
+
+    An all-zero input row gives h = 0 and y' = ReLU(b): it adds I ReLU(b)^2 to the loss and
+    only reaches the gradient through b, the same for every such row. So each instance's
+    non-empty rows are moved to the front (a stable sort), the first `rows` rows go through
+    the model, and the rest, all empty, are added in closed form. Returns the four results
+    of `loss_and_grads` (equal up to the order of the sums) and `overflow`, a 0-d bool that
+    is true when some instance has more than `rows` non-empty rows: then the results are
+    wrong and the caller must use `loss_and_grads` for this batch.
+    """
+    instances, batch, n = x.shape
+    if rows >= batch:
+        return (*loss_and_grads(W1, W2, b, x, importance), torch.zeros((), dtype=torch.bool))
+    filled = (x != 0).any(-1)  # [instances, batch]
+    order = torch.argsort((~filled).to(torch.int8), dim=-1, stable=True)[:, :rows]
+    kept = torch.gather(x, 1, order[..., None].expand(instances, rows, n))
+    results = _rows_loss_and_grads(W1, W2, b, kept, importance, batch, empty=batch - rows)
+    return (*results, (filled.sum(-1) > rows).any())
+
+
+def _rows_loss_and_grads(
+    W1: Tensor, W2: Tensor, b: Tensor, x: Tensor, importance: Tensor, batch: int, empty: int
+) -> tuple[Tensor, Tensor, Tensor, Tensor]:
+    """The loss and gradients of a batch of `batch` rows, given as the rows `x` and a count
+    of `empty` all-zero rows more (0 for the whole batch)."""
+    h = torch.relu(torch.bmm(x, W1.transpose(1, 2)))  # [instances, rows, m]
     # bmm, then the bias in the fused pointwise code (faster than baddbmm on the CPU)
-    out = torch.bmm(h, W2.transpose(1, 2)) + b[:, None, :]  # [instances, batch, n]
+    out = torch.bmm(h, W2.transpose(1, 2)) + b[:, None, :]  # [instances, rows, n]
     residual = torch.relu(out) - x.abs()  # y' - |x|
-    loss = (importance * residual * residual).sum(-1).mean(1)
     # d loss / d out = 2 I (y' - |x|) / batch where out > 0 (the output ReLU passes it)
-    d_out = residual * (out > 0) * (2 * importance / batch)
-    d_b = d_out.sum(1)
+    scale = 2 * importance / batch
+    d_out = residual * (out > 0) * scale
+    if empty:  # each empty row: out = b, residual = ReLU(b)
+        bias_residual = torch.relu(b)
+        per_row = (importance * bias_residual * bias_residual).sum(-1)
+        loss = ((importance * residual * residual).sum(-1).sum(1) + empty * per_row) / batch
+        d_b = d_out.sum(1) + empty * (bias_residual * (b > 0) * scale)
+    else:
+        loss = (importance * residual * residual).sum(-1).mean(1)
+        d_b = d_out.sum(1)
     d_W2 = torch.bmm(d_out.transpose(1, 2), h)
-    d_pre = torch.bmm(d_out, W2) * (h > 0)  # [instances, batch, m]
+    d_pre = torch.bmm(d_out, W2) * (h > 0)  # [instances, rows, m]
     d_W1 = torch.bmm(d_pre.transpose(1, 2), x)
     return loss, d_W1, d_W2, d_b

@@ -19,6 +19,7 @@ import sys
 import time
 from collections.abc import Callable
 from contextlib import contextmanager
+from dataclasses import dataclass
 
 import torch
 from torch import Tensor
@@ -30,7 +31,7 @@ from .experiments import Experiment
 from .model import (
     DEAD_FRACTION,
     AbsModel,
-    loss_and_grads,
+    compact_loss_and_grads,
     neuron_effect,
     outputs,
     weighted_loss,
@@ -141,6 +142,18 @@ def _compile_wanted(device: torch.device) -> bool:
     return os.environ.get("SUPERPOSITION_COMPILE", "1") != "0" and device.type in ("cpu", "cuda")
 
 
+class _Eager:
+    """The step function run as it is (SUPERPOSITION_COMPILE=0, or MPS)."""
+
+    compiled = False
+
+    def __init__(self, step_fn) -> None:
+        self.fn = step_fn
+
+    def __call__(self, *args):
+        return self.fn(*args)
+
+
 class _CompiledStep:
     """torch.compile(step_fn), falling back to the eager function if compiling fails on the
     first call (for example without a C++ compiler): slower, the same computation."""
@@ -173,15 +186,112 @@ def _keys(experiment: Experiment, base_seed: int, device: torch.device) -> Tenso
     return keys.to(device)
 
 
-def _step_function(experiment: Experiment, probs: Tensor, importance: Tensor):
-    batch, n = experiment.batch_size, experiment.n_features
-    keys = _keys(experiment, experiment.data_seed, probs.device)
+# How a CPU step is split (measured by `make bench`, which runs `train()`): one batched
+# product over all 56 instances of experiment B works on about 100 MB per step, past this
+# machine's caches, while groups of at most GROUP_SIZE instances of one p, each its own
+# compiled call, stay in them. A GPU wants the opposite: one group of every instance.
+GROUP_SIZE = 8
+# In a sparse group only the first `rows` rows of each instance (its non-empty rows first)
+# go through the model; the rest are empty and added in closed form. `rows` is the expected
+# count of non-empty rows plus CAPACITY_SIGMAS standard deviations; a batch with more falls
+# back to the whole batch (exact either way; at 8 sigmas that is expected never to happen).
+CAPACITY_SIGMAS = 8.0
 
-    def step_fn(W1: Tensor, W2: Tensor, b: Tensor, step: Tensor):
-        x = counter_sample(batch, probs, n, keys, step)  # [instances, batch, n]
-        return loss_and_grads(W1, W2, b, x, importance)
 
-    return step_fn
+@dataclass(frozen=True)
+class Group:
+    """Instances start .. stop-1 of an experiment (one p), stepped by one compiled call that
+    computes `rows` rows of each instance's batch in full (all of them when rows = batch)."""
+
+    start: int
+    stop: int
+    rows: int
+
+
+def row_capacity(p: float, n_features: int, batch: int) -> int:
+    """Rows per instance that hold every non-empty row of a batch, but for odds below
+    those of CAPACITY_SIGMAS standard deviations (a multiple of 16, at most `batch`)."""
+    filled = 1.0 - (1.0 - p) ** n_features  # chance that a row has a feature present
+    mean, sd = batch * filled, math.sqrt(batch * filled * (1.0 - filled))
+    return min(batch, 16 * math.ceil((mean + CAPACITY_SIGMAS * sd + 1.0) / 16))
+
+
+def plan(experiment: Experiment, device: torch.device) -> tuple[Group, ...]:
+    """How `make_step` splits the instances of `experiment` on `device`."""
+    batch, total = experiment.batch_size, experiment.n_instances
+    if device.type != "cpu":
+        return (Group(0, total, batch),)
+    probs, groups, start = experiment.instance_probs, [], 0
+    while start < total:
+        stop = start + 1
+        while stop < total and stop - start < GROUP_SIZE and probs[stop] == probs[start]:
+            stop += 1
+        groups.append(Group(start, stop, row_capacity(probs[start], experiment.n_features, batch)))
+        start = stop
+    return tuple(groups)
+
+
+class Step:
+    """One training step of every instance: `step(W1, W2, b, t)` -> (loss, dW1, dW2, db) on
+    batch t of each instance's stream, group by group as `plan` splits them (`make_step`).
+
+    `overflows` counts group-steps that had more non-empty rows than their capacity and
+    were recomputed on the whole batch. The results are written into buffers that the next
+    call overwrites.
+    """
+
+    def __init__(self, experiment: Experiment, device: torch.device, groups=None) -> None:
+        self.groups = tuple(groups) if groups is not None else plan(experiment, device)
+        self.batch, n = experiment.batch_size, experiment.n_features
+        self.probs = torch.tensor(experiment.instance_probs, dtype=torch.float32, device=device)
+        self.keys = _keys(experiment, experiment.data_seed, device)
+        importance = torch.tensor(experiment.importance(), dtype=torch.float32, device=device)
+        self.compile = _compile_wanted(device)
+        self.overflows = 0
+        self._functions: dict[tuple[int, int], Callable] = {}
+        self._buffers: tuple[Tensor, ...] | None = None
+
+        def group_step(rows: int) -> Callable:
+            def step_fn(W1: Tensor, W2: Tensor, b: Tensor, probs: Tensor, keys: Tensor, t: Tensor):
+                x = counter_sample(self.batch, probs, n, keys, t)  # [group, batch, n]
+                return compact_loss_and_grads(W1, W2, b, x, importance, rows)
+
+            return step_fn
+
+        self._group_step = group_step
+
+    @property
+    def compiled(self) -> bool:
+        return self.compile and all(f.compiled for f in self._functions.values())
+
+    def _function(self, size: int, rows: int) -> Callable:
+        key = (size, rows)
+        if key not in self._functions:
+            fn = self._group_step(rows)
+            self._functions[key] = _CompiledStep(fn) if self.compile else _Eager(fn)
+        return self._functions[key]
+
+    def __call__(self, W1: Tensor, W2: Tensor, b: Tensor, t: Tensor):
+        if self._buffers is None:
+            self._buffers = (W1.new_empty(W1.shape[0]), torch.empty_like(W1),
+                             torch.empty_like(W2), torch.empty_like(b))  # fmt: skip
+        for g in self.groups:
+            part = slice(g.start, g.stop)
+            args = (W1[part], W2[part], b[part], self.probs[part], self.keys[part], t)
+            *results, overflow = self._function(g.stop - g.start, g.rows)(*args)
+            if g.rows < self.batch and bool(overflow):
+                self.overflows += 1
+                *results, _ = self._function(g.stop - g.start, self.batch)(*args)
+            if len(self.groups) == 1:
+                return tuple(results)
+            for buffer, result in zip(self._buffers, results, strict=True):
+                buffer[part] = result
+        return self._buffers
+
+
+def make_step(experiment: Experiment, device: str | torch.device | None = None) -> Step:
+    """The step `train()` takes, on its own (the benchmark's and the tests' seam)."""
+    return Step(experiment, pick_device(device) if not isinstance(device, torch.device) else device)
 
 
 def _optimiser(model: AbsModel, experiment: Experiment) -> torch.optim.Optimizer:
@@ -202,8 +312,22 @@ def train(
     """Train every instance of `experiment`. `stop_check` is called before every step and
     may raise to end the run (the command line's way to honour a signal for certain)."""
     dev = pick_device(device)
-    with _flush_denormals(dev):
+    with _flush_denormals(dev), _room_to_compile():
         return _train(experiment, dev, progress, stop_check or (lambda: None))
+
+
+@contextmanager
+def _room_to_compile():
+    """Every group shape of every experiment trained in one process is one more compiled
+    version of the same step function; torch stops compiling after 8 by default (and a
+    step past that limit would run eagerly), so a run allows as many as it needs."""
+    config = torch._dynamo.config
+    before = config.recompile_limit
+    config.recompile_limit = max(before, 1024)
+    try:
+        yield
+    finally:
+        config.recompile_limit = before
 
 
 @contextmanager
@@ -225,7 +349,6 @@ def _train(
 ) -> TrainResult:
     start = time.perf_counter()
     probs = torch.tensor(experiment.instance_probs, dtype=torch.float32, device=dev)
-    importance = torch.tensor(experiment.importance(), dtype=torch.float32, device=dev)
     model = AbsModel.initialise(
         experiment.n_features,
         experiment.n_hidden,
@@ -238,10 +361,7 @@ def _train(
             model.b.copy_((probs / 2)[:, None].expand_as(model.b))
     optimiser = _optimiser(model, experiment)
     recycle_generator = torch.Generator(dev).manual_seed(experiment.data_seed + 1)
-    step_fn = _step_function(experiment, probs, importance)
-    compiled = _compile_wanted(dev)
-    if compiled:
-        step_fn = _CompiledStep(step_fn)
+    step_fn = Step(experiment, dev)
 
     bar = tqdm(
         range(experiment.steps),
@@ -280,7 +400,7 @@ def _train(
     clock.start("evaluation")
     final_loss, eval_compiled = evaluate(model, experiment, probs)
     clock.stop()
-    compiled = compiled and step_fn.compiled and eval_compiled
+    compiled = step_fn.compiled and eval_compiled
     return TrainResult(
         W1=model.W1.detach().float().cpu().contiguous(),
         W2=model.W2.detach().float().cpu().contiguous(),

@@ -1,0 +1,92 @@
+"""The training step: grouped and row-compacted on the CPU, and still the same loss and
+gradients as the dense step on the whole batch."""
+
+import dataclasses
+import math
+
+import pytest
+import torch
+
+from superposition.data import counter_sample, stream_keys
+from superposition.experiments import Experiment
+from superposition.model import compact_loss_and_grads, loss_and_grads
+from superposition.train import GROUP_SIZE, Group, Step, make_step, plan, row_capacity
+
+CPU = torch.device("cpu")
+# Eleven instances: a dense p, and a sparse p with more seeds than one group holds.
+SWEEP = Experiment(
+    name="step", label="S", title="step", n_features=40, n_hidden=12,
+    feature_probs=(1.0, 0.005), importance_decay=0.9, seeds=tuple(range(GROUP_SIZE + 3)),
+    steps=10, batch_size=512, lr=1e-3, weight_decay=0.0,
+)  # fmt: skip
+
+
+def weights(e: Experiment, seed: int = 0):
+    g = torch.Generator().manual_seed(seed)
+    k, m, n = e.n_instances, e.n_hidden, e.n_features
+    shape1, shape2 = (k, m, n), (k, n, m)
+    # a bias with both signs, so the closed form for empty rows meets both sides of the ReLU
+    return (torch.randn(shape1, generator=g) * 0.3, torch.randn(shape2, generator=g) * 0.3,
+            torch.rand(e.n_instances, e.n_features, generator=g) * 0.2 - 0.05)  # fmt: skip
+
+
+def dense_step(e: Experiment, W1, W2, b, t: int):
+    probs = torch.tensor(e.instance_probs)
+    keys = stream_keys(e.data_seed, e.instance_seeds, e.instance_probs)
+    x = counter_sample(e.batch_size, probs, e.n_features, keys, torch.tensor(t))
+    return loss_and_grads(W1, W2, b, x, torch.tensor(e.importance()))
+
+
+def assert_close(got, want, rtol=2e-5):
+    for a, b in zip(got, want, strict=True):
+        assert a.shape == b.shape
+        assert (a - b).abs().max() <= rtol * b.abs().max(), (a - b).abs().max()
+
+
+def test_the_plan_groups_instances_of_one_p_and_compacts_only_sparse_ones():
+    groups = plan(SWEEP, CPU)
+    assert [(g.start, g.stop) for g in groups] == [(0, 8), (8, 11), (11, 19), (19, 22)]
+    assert [g.rows for g in groups[:2]] == [512, 512]  # p = 1: every row has a feature
+    assert all(g.rows < 512 / 2 for g in groups[2:])  # p = 0.005, n = 40: 18 % of rows filled
+    assert plan(SWEEP, torch.device("meta")) == (Group(0, 22, 512),)  # a GPU: one dense group
+
+
+@pytest.mark.parametrize("p", [0.001, 0.003, 0.01, 0.03, 0.3])
+def test_the_row_capacity_is_eight_standard_deviations_above_the_mean(p):
+    n, batch = 100, 1024
+    filled = 1 - (1 - p) ** n
+    mean, sd = batch * filled, math.sqrt(batch * filled * (1 - filled))
+    rows = row_capacity(p, n, batch)
+    assert rows == batch or mean + 8 * sd < rows <= mean + 8 * sd + 17
+    assert rows % 16 == 0 or rows == batch
+
+
+def test_the_step_equals_the_dense_step_on_the_whole_batch():
+    step = make_step(SWEEP, CPU)
+    W1, W2, b = weights(SWEEP)
+    for t in (0, 7):
+        assert_close(step(W1, W2, b, torch.tensor(t)), dense_step(SWEEP, W1, W2, b, t))
+    assert step.overflows == 0
+
+
+def test_a_batch_past_the_capacity_falls_back_to_the_whole_batch():
+    tight = [dataclasses.replace(g, rows=16 if g.rows < SWEEP.batch_size else g.rows)
+             for g in plan(SWEEP, CPU)]  # fmt: skip
+    step = Step(SWEEP, CPU, tight)
+    W1, W2, b = weights(SWEEP, seed=1)
+    assert_close(step(W1, W2, b, torch.tensor(3)), dense_step(SWEEP, W1, W2, b, 3))
+    assert step.overflows == 2  # both sparse groups have more than 16 filled rows
+
+
+def test_compaction_adds_the_empty_rows_in_closed_form():
+    # Rows 0 and 2 hold features; every other row is empty.
+    x = torch.zeros(2, 6, 4)
+    x[:, 0, 1], x[:, 2, 3], x[1, 2, 0] = 0.5, -0.25, 0.75
+    W1, W2 = torch.randn(2, 3, 4), torch.randn(2, 4, 3)
+    b = torch.tensor([[0.1, -0.2, 0.3, 0.0]] * 2)
+    importance = torch.tensor([1.0, 0.5, 0.25, 2.0])
+    *compact, overflow = compact_loss_and_grads(W1, W2, b, x, importance, rows=2)
+    assert not overflow
+    assert_close(compact, loss_and_grads(W1, W2, b, x, importance), rtol=1e-6)
+    *_, overflow = compact_loss_and_grads(W1, W2, b, x, importance, rows=1)
+    assert overflow
