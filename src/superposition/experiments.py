@@ -182,8 +182,37 @@ PLAIN_RECIPE_SWEEP = Experiment(
     **PLAIN_RECIPE,
 )
 
+
+def _capacity(n_hidden: int, importance_decay: float) -> Experiment:
+    profile = "decay" if importance_decay < 1 else "equal"
+    return Experiment(
+        name=f"capacity-m{n_hidden}-{profile}",
+        label=f"{'D' if importance_decay < 1 else 'E'}{n_hidden}",
+        title=(
+            f"Capacity: n = 100, m = {n_hidden}, "
+            + ("I_i = 0.8^i" if importance_decay < 1 else "equal importance")
+        ),
+        n_features=100,
+        n_hidden=n_hidden,
+        feature_probs=SPARSITY_SWEEP.feature_probs,
+        importance_decay=importance_decay,
+        seeds=(0, 1, 2),
+        **RECIPE,
+    )
+
+
+# The capacity chapter ("How much can m neurons compute?"): widths 10, 20 and 40 at n = 100,
+# B's seven sparsities, three seeds, the book's recipe, under the paper's importance profile
+# (D) and under equal importance (E). D at m = 40 is experiment B itself (its seeds 0, 1, 2).
+CAPACITY_WIDTHS = (10, 20, 40)
+CAPACITY = tuple(
+    [_capacity(m, SPARSITY_SWEEP.importance_decay) for m in CAPACITY_WIDTHS[:-1]]
+    + [_capacity(m, 1.0) for m in CAPACITY_WIDTHS]
+)
+
 REGISTRY: dict[str, Experiment] = {
-    e.name: e for e in (NO_SUPERPOSITION, SPARSITY_SWEEP, ASYMMETRIC_MOTIF, PLAIN_RECIPE_SWEEP)
+    e.name: e
+    for e in (NO_SUPERPOSITION, SPARSITY_SWEEP, ASYMMETRIC_MOTIF, PLAIN_RECIPE_SWEEP, *CAPACITY)
 }
 
 

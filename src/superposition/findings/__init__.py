@@ -12,6 +12,7 @@ claims tests assert on the same fields, so a sentence and its test cannot disagr
 Functions are cached per process: the chapter and the tests call them freely.
 """
 
+from .capacity import capacity  # noqa: F401
 from .intro import intro  # noqa: F401
 from .motif import motif  # noqa: F401
 from .no_superposition import no_superposition  # noqa: F401

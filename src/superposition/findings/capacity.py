@@ -1,0 +1,149 @@
+"""The facts of the chapter "How much can m neurons compute?" (experiments D, E and B).
+
+Per width m, importance profile and sparsity p: how many features each model computes
+(explained variance of |x_i| at least analysis.FVE_COMPUTED on both sides), per neuron, and
+its loss over the loss of the monosemantic solution, which computes the m/2 most important
+features exactly and answers every other one with its mean.
+"""
+
+from __future__ import annotations
+
+import functools
+import math
+from dataclasses import dataclass
+
+import torch
+from torch import Tensor
+
+from .. import analysis, experiments, store
+
+PROFILES = ("decay", "equal")  # I_i = 0.8^i (the paper's) and I_i = 1
+SEEDS = (0, 1, 2)  # every capacity experiment's seeds; B's seeds 0-2 stand in for D40
+
+
+def experiment_name(profile: str, m: int) -> str:
+    """The weight file of (profile, m): D40 is experiment B (`sparsity-sweep`)."""
+    if profile == "decay" and m == experiments.CAPACITY_WIDTHS[-1]:
+        return experiments.SPARSITY_SWEEP.name
+    return f"capacity-m{m}-{profile}"
+
+
+@dataclass(frozen=True)
+class Cell:
+    """One (profile, m, p): the three seeds' models."""
+
+    profile: str
+    m: int
+    p: float
+    instance: int  # the lowest-loss seed's instance in its weight file (the one shown)
+    seed: int
+    computed: tuple[int, ...]  # features computed on both sides, per seed (SEEDS order)
+    loss_ratio: tuple[float, ...]  # loss over the monosemantic solution's, per seed
+    fve: Tensor  # [n] explained variance per feature (overall), lowest-loss seed
+
+    @property
+    def best(self) -> int:
+        """Features computed by the lowest-loss seed."""
+        return self.computed[SEEDS.index(self.seed)]
+
+    @property
+    def per_neuron(self) -> float:
+        return self.best / self.m
+
+    @property
+    def best_loss_ratio(self) -> float:
+        return self.loss_ratio[SEEDS.index(self.seed)]
+
+    @property
+    def beats(self) -> bool:
+        """The lowest-loss seed computes more than m/2 features."""
+        return self.best > self.m // 2
+
+
+@dataclass(frozen=True)
+class CapacityFindings:
+    n: int
+    widths: tuple[int, ...]
+    probs: tuple[float, ...]
+    seeds: tuple[int, ...]
+    decay: float
+    fve_computed: float
+    cells: dict[tuple[str, int, float], Cell]
+
+    def cell(self, profile: str, m: int, p: float) -> Cell:
+        return self.cells[(profile, m, p)]
+
+    def first_beating_p(self, profile: str, m: int) -> float | None:
+        """The densest p at which the lowest-loss seed computes more than m/2 features."""
+        return next((p for p in self.probs if self.cell(profile, m, p).beats), None)
+
+    def peak(self, profile: str, m: int) -> Cell:
+        """The sparsity at which the lowest-loss seed computes the most features (the
+        densest such p on a tie)."""
+        return max((self.cell(profile, m, p) for p in self.probs), key=lambda c: c.best)
+
+    def table_rows(self) -> list[list[str]]:
+        """Features computed per neuron: lowest-loss seed (range over seeds), by p."""
+        rows = []
+        for profile in PROFILES:
+            for m in self.widths:
+                row = [profile, str(m)]
+                for p in self.probs:
+                    c = self.cell(profile, m, p)
+                    low, high = min(c.computed) / m, max(c.computed) / m
+                    spread = f" ({low:.2f}–{high:.2f})" if low != high else ""
+                    row.append(f"{c.per_neuron:.2f}{spread}")
+                rows.append(row)
+        return rows
+
+
+def adler_shavit_room(m: int) -> int:
+    """The largest m' with sqrt(m' ln m') <= m: the features m neurons could compute if the
+    Adler-Shavit lower bound (Omega(sqrt(m' log m')) neurons for m' features) held with
+    constant 1. The bound gives no constant; this only puts a scale beside our counts."""
+    k = 2
+    while math.sqrt((k + 1) * math.log(k + 1)) <= m:
+        k += 1
+    return k
+
+
+def _cells(profile: str, m: int) -> list[Cell]:
+    w = store.load(experiment_name(profile, m))
+    e = w.experiment
+    importance = torch.tensor(e.importance(), dtype=torch.float64)
+    cells = []
+    for p in e.feature_probs:
+        ks = [k for k in w.instances_at(p) if w.seeds[k] in SEEDS]
+        ks.sort(key=lambda k: SEEDS.index(w.seeds[k]))
+        fve = analysis.explained_variance(w.W1[ks], w.W2[ks], w.b[ks], [p] * len(ks))
+        computed = fve.computed().sum(-1)
+        baseline = analysis.monosemantic_loss(importance, p, m // 2)
+        best = min(range(len(ks)), key=lambda j: w.final_loss[ks[j]])
+        cells.append(
+            Cell(
+                profile=profile, m=m, p=p, instance=ks[best], seed=w.seeds[ks[best]],
+                computed=tuple(int(c) for c in computed),
+                loss_ratio=tuple(w.final_loss[k] / baseline for k in ks),
+                fve=fve.overall[best].clone(),
+            )
+        )  # fmt: skip
+    return cells
+
+
+@functools.cache
+def capacity() -> CapacityFindings:
+    cells = {}
+    for profile in PROFILES:
+        for m in experiments.CAPACITY_WIDTHS:
+            for c in _cells(profile, m):
+                cells[(profile, m, c.p)] = c
+    B = experiments.SPARSITY_SWEEP
+    return CapacityFindings(
+        n=B.n_features,
+        widths=experiments.CAPACITY_WIDTHS,
+        probs=B.feature_probs,
+        seeds=SEEDS,
+        decay=B.importance_decay,
+        fve_computed=analysis.FVE_COMPUTED,
+        cells=cells,
+    )
