@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import functools
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import torch
 from torch import Tensor
@@ -38,8 +38,11 @@ class Cell:
     instance: int  # the lowest-loss seed's instance in its weight file (the one shown)
     seed: int
     computed: tuple[int, ...]  # features computed on both sides, per seed (SEEDS order)
+    # sum over features of the variance explained (overall), per seed: how many features'
+    # worth of |x| the outputs carry, partial ones included (the monosemantic solution: m/2)
+    explained: tuple[float, ...]
     loss_ratio: tuple[float, ...]  # loss over the monosemantic solution's, per seed
-    fve: Tensor  # [n] explained variance per feature (overall), lowest-loss seed
+    fve: Tensor = field(repr=False)  # [n] explained variance per feature, lowest-loss seed
 
     @property
     def best(self) -> int:
@@ -49,6 +52,10 @@ class Cell:
     @property
     def per_neuron(self) -> float:
         return self.best / self.m
+
+    @property
+    def best_explained(self) -> float:
+        return self.explained[SEEDS.index(self.seed)]
 
     @property
     def best_loss_ratio(self) -> float:
@@ -81,6 +88,15 @@ class CapacityFindings:
         """The sparsity at which the lowest-loss seed computes the most features (the
         densest such p on a tie)."""
         return max((self.cell(profile, m, p) for p in self.probs), key=lambda c: c.best)
+
+    def best_loss_ratios(self, p: float) -> list[float]:
+        """The lowest-loss seed's loss ratio at p, for every width and profile."""
+        return [self.cell(profile, m, p).best_loss_ratio
+                for profile in PROFILES for m in self.widths]  # fmt: skip
+
+    def ran_out(self, profile: str, m: int) -> bool:
+        """The peak is every feature there is: the count is a lower bound on the room."""
+        return self.peak(profile, m).best == self.n
 
     def table_rows(self) -> list[list[str]]:
         """Features computed per neuron: lowest-loss seed (range over seeds), by p."""
@@ -123,6 +139,7 @@ def _cells(profile: str, m: int) -> list[Cell]:
             Cell(
                 profile=profile, m=m, p=p, instance=ks[best], seed=w.seeds[ks[best]],
                 computed=tuple(int(c) for c in computed),
+                explained=tuple(float(v) for v in fve.overall.sum(-1)),
                 loss_ratio=tuple(w.final_loss[k] / baseline for k in ks),
                 fve=fve.overall[best].clone(),
             )
