@@ -131,3 +131,19 @@ def test_the_adler_shavit_scale(f):
 
 def test_the_threshold_is_the_book_s(f):
     assert f.fve_computed == analysis.FVE_COMPUTED
+
+
+def test_importance_not_examples_holds_the_paper_s_sparsest_model_back(f):
+    """'at p = 0.001, with equal importance, 40 neurons compute K features, each present in
+    as few training inputs as in experiment B, whose lowest-loss model computes L'."""
+    equal, decay = f.cell("equal", 40, 0.001), f.cell("decay", 40, 0.001)
+    assert equal.best > 2 * decay.best
+    e, b = experiments.get(experiment_name("equal", 40)), experiments.SPARSITY_SWEEP
+    assert (e.batch_size, e.steps) == (b.batch_size, b.steps)
+
+
+def test_another_seed_counts_higher_and_some_decay_seeds_lose_to_the_baseline(f):
+    """'on 10 neurons another seed computes up to S features'; 'up to W times its loss'."""
+    assert max(max(f.cell("equal", 10, p).computed) for p in f.probs) > f.peak("equal", 10).best
+    worst = max(r for m in f.widths for r in f.cell("decay", m, 0.001).loss_ratio)
+    assert worst > 2

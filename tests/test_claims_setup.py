@@ -46,7 +46,11 @@ def test_our_recipe_changes_what_the_text_says_and_keeps_the_rest(f):
     assert set(f.recipe_changed) == changed
     assert set(f.recipe_kept) == {"batch", "optimiser", "weight decay"}
     assert f.same_model_and_task
-    assert set(f.ours_labels) == {"A", "B", "C"} and f.plain_label == "B0"
+    ours = [e for e in experiments.REGISTRY.values() if e.name != "plain-recipe"]
+    assert set(f.ours_labels) == {e.label for e in ours} >= {"A", "B", "C", "E40"}
+    recipe = experiments.RECIPE
+    assert all({k: getattr(e, k) for k in recipe} == recipe for e in ours)
+    assert f.plain_label == "B0"
 
 
 def test_recycling_is_every_k_steps_until_the_last(f):

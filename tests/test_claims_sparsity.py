@@ -50,10 +50,10 @@ def test_superposition_computes_more_at_intermediate_sparsity(f):
 
 def test_the_sparsest_model_computes_less_than_the_peak(f):
     """ "At p = 0.001 ... the count falls back to X": more polysemantic is not more computation;
-    "no more than the dense one"."""
+    "about as many as the dense one"."""
     sparsest = f.settings[f.sparsest_p]
     assert sparsest.computed.best < f.most_computed
-    assert sparsest.computed.best <= f.settings[1.0].computed.best
+    assert abs(sparsest.computed.best - f.settings[1.0].computed.best) <= 2
     assert sparsest.sides < f.most_sides
     assert sparsest.one_side.best > 0
 
@@ -69,12 +69,13 @@ def test_every_model_drops_a_tail_of_the_least_important_features(f):
     assert tails[0.01] > tails[1.0] and tails[0.01] > tails[f.sparsest_p]
 
 
-def test_the_sparsest_model_barely_touches_what_it_drops(f):
-    """ "no rescaled W1 weight on one exceeds R, and no neuron writes more than W to a dropped
-    feature's output"; "feature T weighing I of feature 0"; the constant costs a share."""
+def test_the_sparsest_model_does_not_write_what_it_drops(f):
+    """ "The dropped features do not reach their outputs: no neuron writes more than W to a
+    dropped feature's output, though some neurons read one with a weight of up to R";
+    "feature T weighing I of feature 0"; the constant costs a share."""
     sparsest = f.settings[f.sparsest_p]
-    assert sparsest.max_read_of_dropped < 0.1
-    assert sparsest.max_write_to_dropped < 0.1
+    assert sparsest.max_write_to_dropped < 0.05
+    assert 0 < sparsest.max_read_of_dropped < 1
     assert f.importance_at_sparsest_tail < 0.01
     assert 0.1 < sparsest.dropped_loss_share < 1  # "not negligible"
     assert f.examples_at_sparsest == round(f.sparsest_p * 1024 * 20_000)

@@ -103,11 +103,12 @@ class CapacityFindings:
         rows = []
         for profile in PROFILES:
             for m in self.widths:
-                row = [profile, str(m)]
+                row = [f"{self.decay:g}^i" if profile == "decay" else "equal", str(m)]
                 for p in self.probs:
                     c = self.cell(profile, m, p)
                     low, high = min(c.computed) / m, max(c.computed) / m
-                    spread = f" ({low:.2f}–{high:.2f})" if low != high else ""
+                    # word joiners keep a range on one line
+                    spread = f" ({low:.2f}\u2060–\u2060{high:.2f})" if low != high else ""
                     row.append(f"{c.per_neuron:.2f}{spread}")
                 rows.append(row)
         return rows
