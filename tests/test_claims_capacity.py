@@ -6,10 +6,15 @@ import math
 import pytest
 
 from superposition import analysis, experiments, findings
-from superposition.findings.capacity import PROFILES, SEEDS, adler_shavit_room, experiment_name
+from superposition.findings.capacity import (
+    MID_P,
+    PROFILES,
+    SEEDS,
+    adler_shavit_room,
+    experiment_name,
+)
 
 pytestmark = pytest.mark.claims
-MID_P = 0.03  # the chapter's intermediate sparsity
 
 
 @pytest.fixture(scope="module")

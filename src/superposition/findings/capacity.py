@@ -18,6 +18,7 @@ from torch import Tensor
 from .. import analysis, experiments, store
 
 PROFILES = ("decay", "equal")  # I_i = 0.8^i (the paper's) and I_i = 1
+MID_P = 0.03  # the intermediate sparsity the chapter looks at up close
 SEEDS = (0, 1, 2)  # every capacity experiment's seeds; B's seeds 0-2 stand in for D40
 
 
