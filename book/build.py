@@ -37,6 +37,8 @@ HTML = BUILD / "html"
 EXTRA = BUILD / "site_extra"
 FORWARDED = (signal.SIGTERM, signal.SIGINT, signal.SIGHUP)
 FIGURES_ENV = "SUPERPOSITION_FIGURES"  # where figures.show saves SVG copies (see figures.py)
+# Pages that are no notebook to take away: the explorer runs only on the site.
+NOT_EXPORTED = {"explore"}
 REPO_ENV = "SUPERPOSITION_REPO_URL"  # the source repository, which the introduction links
 
 # The first cell of every exported notebook: what it needs to run outside the repository.
@@ -79,7 +81,8 @@ def weight_files() -> list[Path]:
 
 
 def code_key() -> str:
-    files = [*(ROOT / "src" / "superposition").rglob("*.py"), ROOT / "requirements.lock"]
+    package = ROOT / "src" / "superposition"
+    files = [*package.rglob("*.py"), *package.rglob("*.js"), ROOT / "requirements.lock"]
     files += [path for path in weight_files() if path.is_file()]
     # The intro shows $SUPERPOSITION_REPO_URL from a cell: only a new code key re-runs it.
     repo = os.environ.get(REPO_ENV) or None
@@ -121,9 +124,13 @@ def publish_weights(dest: Path) -> None:
 
 
 def prepare_extra(fresh_figures: bool) -> None:
-    """Before Sphinx: fill _build/site_extra/ with the weights it publishes, and empty its
+    """Before Sphinx: fill _build/site_extra/ with the weights it publishes and the model
+    explorer's scripts, and empty its
     figures/ when every chapter runs again (a chapter served from the cache keeps its SVGs)."""
     publish_weights(EXTRA / "weights")
+    from superposition import explorer
+
+    explorer.write_site(EXTRA)  # the explorer's data, drawn from the weights just published
     if fresh_figures:
         shutil.rmtree(EXTRA / "figures", ignore_errors=True)
     (EXTRA / "figures").mkdir(parents=True, exist_ok=True)
@@ -140,6 +147,8 @@ def export_notebooks(site: str | None) -> None:
     cache = get_cache(str(BUILD / ".jupyter_cache"))
     (HTML / "notebooks").mkdir(parents=True, exist_ok=True)
     for chapter in chapters():
+        if chapter.stem in NOT_EXPORTED:
+            continue
         _, notebook = cache.merge_match_into_notebook(jupytext.read(chapter))  # KeyError: not run
         notebook.cells.insert(0, nbformat.v4.new_code_cell(SETUP_CELL.format(site=site)))
         notebook.metadata["kernelspec"] = {

@@ -1,0 +1,247 @@
+// The model explorer's one hand-written part: it decodes the weights that explorer.py wrote
+// (one data script per experiment, loaded when a reader first picks it) and puts one model
+// into the Bokeh data sources; Bokeh draws, links the views and shows the hovers.
+// explorer.py's `document()` calls start() when the page is ready and changed() when a
+// control changes. Reading the address: ?experiment=NAME&p=P&seed=S (see explorer.link).
+(function () {
+  "use strict";
+  const base = document.currentScript.src.replace(/[^/]*$/, "");
+  const STEPS = 32767; // explorer.STEPS
+  const EDGE = 0.1; // explorer.GRAPH_THRESHOLD
+  const MIN_BLOCK = 0.01; // weights this small are left out of the stack plot (as in the book)
+  const POSITIVE = "#2166ac", NEGATIVE = "#b2182b"; // plots.POSITIVE, plots.NEGATIVE
+  const KIND = ["monosemantic", "polysemantic", "dead"];
+  const KIND_FILL = ["#d9d9d9", "#8c8c8c", "#ffffff"];
+  const X = { data: {}, cfg: null, updating: false, state: null };
+  window.SuperpositionExplorer = X;
+
+  X.settings = (cfg) => { X.cfg = cfg; };
+  X.register = (d) => { X.data[d.name] = d; };
+
+  function load(name) {
+    return new Promise((resolve, reject) => {
+      if (X.data[name]) return resolve(X.data[name]);
+      const tag = document.createElement("script");
+      tag.src = base + encodeURIComponent(name) + ".js";
+      tag.onload = () => (X.data[name] ? resolve(X.data[name])
+        : reject(new Error(tag.src + " registered no data")));
+      tag.onerror = () => reject(new Error("could not load " + tag.src));
+      document.head.appendChild(tag);
+    });
+  }
+
+  function decode(b64, Type) {
+    const text = atob(b64);
+    const bytes = new Uint8Array(text.length);
+    for (let i = 0; i < text.length; i++) bytes[i] = text.charCodeAt(i);
+    return new Type(bytes.buffer);
+  }
+
+  function arrays(d) {
+    if (!d.arrays) {
+      d.arrays = {
+        W1: decode(d.W1, Int16Array), W2: decode(d.W2, Int16Array),
+        scale: decode(d.scale, Float32Array), b: decode(d.b, Float32Array),
+        order: decode(d.order, Int16Array), eff: decode(d.eff, Float32Array),
+        kind: decode(d.kind, Uint8Array), sup: decode(d.sup, Float32Array),
+      };
+    }
+    return d.arrays;
+  }
+
+  const family = () => X.cfg.capacity;
+  const inFamily = (name) => family().find((c) => c.name === name);
+  const meta = (name) => X.cfg.catalogue.find((e) => e.name === name);
+  const sameP = (a, b) => Math.abs(a - b) <= 1e-9 * Math.max(1, Math.abs(b));
+  const bestSeed = (d, p) => d.instances.find((i) => i.best && sameP(i.p, p)).seed;
+
+  // The model the address asks for, or the default one (the sparsity chapter's).
+  function fromAddress() {
+    const q = new URLSearchParams(window.location.search);
+    const [name0, p0] = X.cfg.default;
+    const name = meta(q.get("experiment")) ? q.get("experiment") : name0;
+    const e = meta(name);
+    const asked = parseFloat(q.get("p"));
+    const p = e.probs.find((v) => sameP(v, asked)) ?? (name === name0 ? p0 : e.probs[0]);
+    const seed = e.seeds.includes(parseInt(q.get("seed"), 10)) ? parseInt(q.get("seed"), 10) : null;
+    return { name, p, seed };
+  }
+
+  function setControls(args, st, d) {
+    X.updating = true;
+    try {
+      // B is both an experiment of its own and the capacity grid's D40.
+      const own = X.cfg.standalone;
+      const cap = inFamily(st.name) && (!own.includes(st.name) || args.experiment.value === "capacity");
+      const options = X.cfg.catalogue.filter((e) => own.includes(e.name))
+        .map((e) => [e.name, `${e.label}: ${e.title}`]);
+      options.push(["capacity", "D, E: capacity (pick a width and an importance)"]);
+      args.experiment.options = options;
+      args.experiment.value = cap ? "capacity" : st.name;
+      args.width.options = [...new Set(family().map((c) => String(c.m)))];
+      args.profile.options = [["decay", "I = 0.8^i"], ["equal", "equal"]];
+      const c = inFamily(st.name);
+      if (cap) { args.width.value = String(c.m); args.profile.value = c.profile; }
+      args.width.visible = args.profile.visible = Boolean(cap);
+      args.p.options = d.probs.map(String);
+      args.p.value = String(st.p);
+      args.seed.options = d.seeds.map((s) => [String(s),
+        s === bestSeed(d, st.p) ? `${s} (lowest loss)` : String(s)]);
+      args.seed.value = String(st.seed);
+    } finally {
+      X.updating = false;
+    }
+  }
+
+  function draw(args, d, st) {
+    const A = arrays(d), n = d.n, m = d.m;
+    const k = d.instances.findIndex((i) => sameP(i.p, st.p) && i.seed === st.seed);
+    const inst = d.instances[k];
+    const order = Array.from(A.order.subarray(k * m, (k + 1) * m));
+    const scale = (j) => A.scale[k * m + j];
+    const w1 = (j, i) => A.W1[(k * m + j) * n + i] / STEPS;
+    const w2 = (i, j) => A.W2[(k * n + i) * m + j] * d.w2_step[k];
+    const kind = (j) => A.kind[k * m + j];
+
+    const cells = { x: [], y: [], w: [], raw: [], w2: [], raw2: [], neuron: [], feature: [] };
+    const seg = { x: [], bottom: [], top: [], color: [], neuron: [], feature: [], w: [], raw: [] };
+    let high = 1, low = 0;
+    order.forEach((j, r) => {
+      let up = 0, down = 0;
+      for (let i = 0; i < n; i++) {
+        const w = w1(j, i);
+        cells.x.push(i); cells.y.push(r); cells.w.push(w); cells.raw.push(w * scale(j));
+        cells.w2.push(w2(i, j)); cells.raw2.push(w2(i, j) / scale(j));
+        cells.neuron.push(j); cells.feature.push(i);
+        if (Math.abs(w) <= MIN_BLOCK) continue;
+        const [b, t] = w > 0 ? [up, up + w] : [down + w, down];
+        if (w > 0) up += w; else down += w;
+        seg.x.push(r); seg.bottom.push(b); seg.top.push(t); seg.color.push(d.colors[i]);
+        seg.neuron.push(j); seg.feature.push(i); seg.w.push(w); seg.raw.push(w * scale(j));
+      }
+      high = Math.max(high, up); low = Math.min(low, down);
+    });
+
+    const spread = (count) => (rank) => -(rank - (count - 1) / 2) / Math.max(1, count - 1);
+    const gy = order.map((_, r) => spread(m)(r));
+    const rankOf = new Map(order.map((j, r) => [j, r]));
+    const reads = [], writes = [];
+    for (let i = 0; i < n; i++) {
+      if (order.some((j) => Math.abs(w1(j, i)) > EDGE)) reads.push(i);
+      if (order.some((j) => Math.abs(w2(i, j)) > EDGE)) writes.push(i);
+    }
+    const yIn = new Map(reads.map((i, r) => [i, spread(reads.length)(r)]));
+    const yOut = new Map(writes.map((i, r) => [i, spread(writes.length)(r)]));
+    const edges = { x0: [], y0: [], x1: [], y1: [], color: [], width: [], neuron: [], feature: [],
+      w: [], raw: [], matrix: [] };
+    const edge = (x0, y0, x1, y1, w, raw, j, i, matrix) => {
+      edges.x0.push(x0); edges.y0.push(y0); edges.x1.push(x1); edges.y1.push(y1);
+      edges.color.push(w > 0 ? POSITIVE : NEGATIVE); edges.width.push(Math.min(4, 2 * Math.abs(w)));
+      edges.neuron.push(j); edges.feature.push(i); edges.w.push(w); edges.raw.push(raw);
+      edges.matrix.push(matrix);
+    };
+    for (const j of order) {
+      const y = gy[rankOf.get(j)];
+      for (const i of reads) if (Math.abs(w1(j, i)) > EDGE)
+        edge(0, yIn.get(i), 1, y, w1(j, i), w1(j, i) * scale(j), j, i, `W1: feature x${i} → neuron h${j}`);
+      for (const i of writes) if (Math.abs(w2(i, j)) > EDGE)
+        edge(1, y, 2, yOut.get(i), w2(i, j), w2(i, j) / scale(j), j, i, `W2: neuron h${j} → output y${i}`);
+    }
+    const nodes = { x: [], y: [], color: [], label: [], feature: [], what: [], value: [] };
+    const node = (x, y, i, label, what, value) => {
+      nodes.x.push(x); nodes.y.push(y); nodes.color.push(d.colors[i]); nodes.label.push(label);
+      nodes.feature.push(i); nodes.what.push(what); nodes.value.push(value.toFixed(4));
+    };
+    for (const i of reads) node(0, yIn.get(i), i, `input x${i}`, "superposition", A.sup[k * n + i]);
+    for (const i of writes) node(2, yOut.get(i), i, `output y${i}`, "bias b", A.b[k * n + i]);
+
+    const sup = { x: [], top: [], feature: [], importance: [] };
+    for (let i = 0; i < n; i++) {
+      sup.x.push(i); sup.top.push(A.sup[k * n + i]); sup.feature.push(i);
+      sup.importance.push(Math.pow(d.decay, i));
+    }
+    const poly = { x: [], top: [], neuron: [], kind: [], color: [] };
+    const neurons = { rank: [], neuron: [], mx: [], mw: [], sy: [], sh: [], gy: [], fill: [],
+      eff: [], kind: [] };
+    order.forEach((j, r) => {
+      const e = A.eff[k * m + j];
+      poly.x.push(r); poly.top.push(e); poly.neuron.push(j); poly.kind.push(KIND[kind(j)]);
+      poly.color.push(KIND_FILL[kind(j)]);
+      neurons.rank.push(r); neurons.neuron.push(j); neurons.mx.push((n - 1) / 2);
+      neurons.mw.push(n); neurons.sy.push((high + low) / 2); neurons.sh.push((high - low) * 1.04);
+      neurons.gy.push(gy[r]); neurons.fill.push(KIND_FILL[kind(j)]); neurons.eff.push(e);
+      neurons.kind.push(KIND[kind(j)]);
+    });
+
+    args.neurons.selected.indices = [];
+    args.cells.data = cells;
+    args.segments.data = seg;
+    args.edges.data = edges;
+    args.nodes.data = nodes;
+    args.superposition.data = sup;
+    args.polysemanticity.data = poly;
+    args.neurons.data = neurons;
+    args.x_features.start = -0.5; args.x_features.end = n - 0.5;
+    args.y_ranks.start = m - 0.5; args.y_ranks.end = -0.5;
+    args.x_ranks.start = -0.5; args.x_ranks.end = m - 0.5;
+    args.value.high = X.cfg.supTop;
+    const pad = (high - low) * 0.04;
+    args.y_stack.start = low - pad; args.y_stack.end = high + pad;
+    args.y_sup.start = 0; args.y_sup.end = Math.max(0.1, ...sup.top) * 1.05;
+    args.y_poly.start = 0; args.y_poly.end = Math.max(2, ...poly.top) * 1.05;
+
+    const swatch = (c, label) =>
+      `<span style="white-space:nowrap;margin-right:0.7em"><span style="display:inline-block;` +
+      `width:0.9em;height:0.9em;background:${c};border:1px solid #999;vertical-align:-0.1em">` +
+      `</span> ${label}</span> `;
+    let key = "<b>Feature colours</b> (stack plot and graph): ";
+    for (let i = 0; i < Math.min(n, 10); i++) key += swatch(d.colors[i], `x${i}`);
+    if (n > 10) key += swatch(d.colors[10], "x10+ (grey, lighter: less important)");
+    key += "<br><b>Neurons</b> (bars below, nodes in the graph): " +
+      KIND.map((name, t) => swatch(KIND_FILL[t], name)).join("");
+    args.key.text = key;
+    const counts = [0, 0, 0];
+    order.forEach((j) => counts[kind(j)]++);
+    args.status.text = `<b>${d.label}</b> (${d.title}) · p = ${inst.p} · seed ${inst.seed}` +
+      (inst.best ? " — the lowest-loss seed at this p, the one the chapters show" : "") +
+      ` · loss ${inst.loss.toPrecision(4)} · of ${m} neurons: ${counts[1]} polysemantic, ` +
+      `${counts[0]} monosemantic, ${counts[2]} dead. Hover for exact weights; tap a neuron ` +
+      `(a matrix row, a stack column or a middle node) to mark it in every view.`;
+    X.state = st;
+    const root = document.documentElement.dataset;
+    root.explorerModel = `${d.name}|${inst.p}|${inst.seed}`;
+    root.explorerDrawnMs = String(Math.round(performance.now()));
+  }
+
+  function show(args, st, address) {
+    return load(st.name).then((d) => {
+      if (st.seed === null || !d.seeds.includes(st.seed)) st.seed = bestSeed(d, st.p);
+      setControls(args, st, d);
+      draw(args, d, st);
+      if (address) {
+        const q = new URLSearchParams({ experiment: st.name, p: st.p, seed: st.seed });
+        window.history.replaceState(null, "", "?" + q.toString());
+      }
+    }).catch((error) => {
+      args.status.text = `<b>The explorer could not load this model</b>: ${error.message}`;
+      throw error;
+    });
+  }
+
+  X.start = (args) => show(args, fromAddress(), false);
+
+  X.changed = (args, which) => {
+    if (X.updating || !X.state) return;
+    let name = args.experiment.value;
+    if (name === "capacity") {
+      const c = family().find((f) => String(f.m) === args.width.value &&
+        f.profile === args.profile.value) ?? family()[0];
+      name = c.name;
+    }
+    const e = meta(name);
+    const p = e.probs.find((v) => sameP(v, parseFloat(args.p.value))) ?? e.probs[0];
+    const seed = which === "seed" ? parseInt(args.seed.value, 10)
+      : e.seeds.includes(X.state.seed) ? X.state.seed : null;
+    show(args, { name, p, seed }, true);
+  };
+})();

@@ -1,0 +1,389 @@
+"""The site's model explorer: every published model as a matrix, a stack plot and a graph,
+drawn with Bokeh in the reader's browser, linked and readable on hover.
+
+Two halves, both run when the book is built:
+
+- `write_site(dest)` (book/build.py calls it) writes `dest/explorer/`: one data script per
+  experiment, made from the cached weight files (rescaled W1 and W2, the rescaling factors,
+  the biases, the neuron order and the measured polysemanticity and superposition of every
+  model), the explorer's own script, and BokehJS copied from the installed package, so the
+  page asks no other host for anything.
+- `page_html()` (the "Explore the models" chapter shows it) is the Bokeh document: the
+  controls and the views, with empty data sources that `explorer.js` fills from the data
+  scripts for the model the address asks for (`link()` makes such an address).
+
+Weights travel as 16-bit integers, rescaled W1 in steps of 1/32767 and rescaled W2 in steps
+of its largest |weight| / 32767, so the explorer shows every weight to four decimals.
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+import re
+import shutil
+from pathlib import Path
+from urllib.parse import urlencode
+
+import numpy as np
+import torch
+
+from . import analysis, experiments, store
+
+FOLDER = "explorer"  # at the site's root, beside weights/ and figures/
+PAGE = "explore"  # the chapter, book/explore.md
+STEPS = 32767  # int16 steps for the largest weight
+GRAPH_THRESHOLD = 0.1  # the chapters' graph threshold (plots.GRAPH_THRESHOLD)
+BOKEH_FILES = ("bokeh", "bokeh-widgets")  # BokehJS core and its widgets (the controls)
+DEFAULT = ("sparsity-sweep", 0.03)  # the sparsity chapter's intermediate model, best seed
+VALUE_FLOOR = 0.05  # the bottom of the superposition colour scale (plots.value_norm's)
+
+
+def _b64(array: np.ndarray, dtype: str) -> str:
+    return base64.b64encode(np.ascontiguousarray(array, dtype=dtype).tobytes()).decode()
+
+
+def _hex(color) -> str:
+    from matplotlib.colors import to_hex
+
+    return to_hex(color)
+
+
+def experiment_data(w: store.Weights) -> dict:
+    """Everything the explorer draws for one experiment's models, ready for JSON."""
+    from . import plots
+
+    E = w.experiment
+    W1, W2 = w.W1.double(), w.W2.double()
+    R1, R2 = analysis.rescale(W1, W2)
+    scale = W1.abs().amax(-1)  # [instances, m]: raw W1 = rescaled * scale
+    scale = torch.where(scale > 0, scale, torch.ones_like(scale))
+    w2_max = R2.abs().flatten(1).amax(-1).clamp_min(1e-12)  # [instances]
+    eff = analysis.effective_features(R1)
+    dead = analysis.dead_neurons(W1, W2)
+    poly = analysis.polysemantic_neurons(W1, W2)
+    sup = analysis.superposition(R1)
+    order = [analysis.neuron_order(R1[k], R2[k]) for k in range(E.n_instances)]
+    best = {p: w.best(p) for p in E.feature_probs}
+    return {
+        "name": E.name,
+        "label": E.label,
+        "title": E.title,
+        "n": E.n_features,
+        "m": E.n_hidden,
+        "decay": E.importance_decay,
+        "probs": list(E.feature_probs),
+        "seeds": list(E.seeds),
+        "instances": [
+            {"p": p, "seed": s, "loss": loss, "best": best[p] == k}
+            for k, (p, s, loss) in enumerate(
+                zip(w.feature_probs, w.seeds, w.final_loss, strict=True)
+            )
+        ],
+        "colors": [_hex(c) for c in plots.feature_colors(E.n_features)],
+        "w2_step": (w2_max / STEPS).tolist(),
+        "W1": _b64(torch.round(R1 * STEPS).numpy(), "<i2"),  # [instances, m, n]
+        "W2": _b64(torch.round(R2 / w2_max[:, None, None] * STEPS).numpy(), "<i2"),  # [i, n, m]
+        "scale": _b64(scale.numpy(), "<f4"),  # [instances, m]
+        "b": _b64(w.b.numpy(), "<f4"),  # [instances, n]
+        "order": _b64(np.array(order), "<i2"),  # [instances, m]: neurons, top row first
+        "eff": _b64(eff.numpy(), "<f4"),  # [instances, m]
+        "kind": _b64((poly.int() + 2 * dead.int()).numpy(), "u1"),  # 0 mono, 1 poly, 2 dead
+        "sup": _b64(sup.numpy(), "<f4"),  # [instances, n]
+    }
+
+
+def catalogue() -> list[dict]:
+    """The experiments a reader can pick, in the book's order, with what the controls need."""
+    return [
+        {
+            "name": E.name,
+            "label": E.label,
+            "title": E.title,
+            "n": E.n_features,
+            "m": E.n_hidden,
+            "decay": E.importance_decay,
+            "probs": list(E.feature_probs),
+            "seeds": list(E.seeds),
+        }
+        for E in experiments.REGISTRY.values()
+    ]
+
+
+def write_site(dest: Path) -> Path:
+    """Write the explorer's scripts into `dest/explorer/` (replacing what was there)."""
+    import bokeh
+
+    folder = dest / FOLDER
+    shutil.rmtree(folder, ignore_errors=True)
+    folder.mkdir(parents=True)
+    top = 0.0
+    for E in experiments.REGISTRY.values():
+        data = experiment_data(store.load(E))
+        (folder / f"{E.name}.js").write_text(
+            f"SuperpositionExplorer.register({json.dumps(data, separators=(',', ':'))});\n"
+        )
+        top = max(top, float(np.frombuffer(base64.b64decode(data["sup"]), "<f4").max()))
+    shutil.copy(Path(__file__).with_name("explorer.js"), folder / "explorer.js")
+    static = Path(bokeh.__file__).parent / "server" / "static" / "js"
+    for name in BOKEH_FILES:
+        shutil.copy(static / f"{name}.min.js", folder / f"{name}-{bokeh.__version__}.min.js")
+    (folder / "settings.js").write_text(
+        "SuperpositionExplorer.settings("
+        + json.dumps(
+            {
+                "catalogue": catalogue(),
+                "capacity": capacity_family(),
+                "supTop": top,
+                "default": DEFAULT,
+                "standalone": [
+                    n
+                    for n in experiments.REGISTRY
+                    if n not in {E.name for E in experiments.CAPACITY}
+                ],
+            }
+        )  # fmt: skip
+        + ");\n"
+    )
+    return folder
+
+
+def link(experiment: str, p: float, seed: int) -> str:
+    """The explorer's address (relative to a chapter) for one model."""
+    return f"{PAGE}.html?" + urlencode({"experiment": experiment, "p": p, "seed": seed})
+
+
+def _palette(name: str, lo: float = 0.0, hi: float = 1.0) -> list[str]:
+    import matplotlib as mpl
+
+    return [_hex(c) for c in mpl.colormaps[name](np.linspace(lo, hi, 256))]
+
+
+def capacity_family() -> list[dict]:
+    """The capacity chapter's grid: (width, importance) -> experiment (D40 is B itself)."""
+    from .findings.capacity import PROFILES, experiment_name
+
+    return [
+        {"m": m, "profile": profile, "name": experiment_name(profile, m)}
+        for profile in PROFILES
+        for m in experiments.CAPACITY_WIDTHS
+    ]
+
+
+def _call(expression: str) -> str:
+    """A CustomJS body (an ES module) that hands its models to explorer.js."""
+    return f"export default (args) => window.SuperpositionExplorer.{expression}"
+
+
+def document():
+    """The explorer as a Bokeh layout: controls, then the three views and the two measures.
+    Its data sources start empty; explorer.js fills them (see `page_html`)."""
+    from bokeh.document import Document
+    from bokeh.events import DocumentReady
+    from bokeh.layouts import column, row
+    from bokeh.models import (
+        ColorBar,
+        ColumnDataSource,
+        CustomJS,
+        Div,
+        HoverTool,
+        LinearColorMapper,
+        LogColorMapper,
+        Range1d,
+        Select,
+        TapTool,
+    )
+    from bokeh.plotting import figure
+
+    from . import plots
+
+    def source(name: str, *columns: str) -> ColumnDataSource:
+        return ColumnDataSource({c: [] for c in columns}, name=name)
+
+    cells = source("cells", "x", "y", "w", "raw", "w2", "raw2", "neuron", "feature")
+    sup = source("superposition", "x", "top", "feature", "importance")
+    segments = source("segments", "x", "bottom", "top", "color", "neuron", "feature", "w", "raw")
+    poly = source("polysemanticity", "x", "top", "neuron", "kind", "color")
+    edges = source("edges", "x0", "y0", "x1", "y1", "color", "width", "neuron", "feature", "w",
+                   "raw", "matrix")  # fmt: skip
+    nodes = source("nodes", "x", "y", "color", "label", "feature", "what", "value")
+    neurons = source("neurons", "rank", "neuron", "mx", "mw", "sy", "sh", "gy", "fill", "eff",
+                     "kind")  # fmt: skip
+
+    def fig(name: str, title: str, height: int, **kw):
+        f = figure(name=name, title=title, height=height, sizing_mode="stretch_width",
+                   tools="", toolbar_location=None, **kw)  # fmt: skip
+        f.title.text_font_size = "12px"
+        f.xaxis.axis_label_text_font_size = f.yaxis.axis_label_text_font_size = "11px"
+        f.xaxis.major_label_text_font_size = f.yaxis.major_label_text_font_size = "10px"
+        f.xgrid.visible = f.ygrid.visible = False
+        return f
+
+    def selectable(f, renderer, **glyph) -> None:
+        """Tapping `renderer` (drawn from the shared neuron source) selects its neuron in
+        every view, since all of them draw from that one source."""
+        f.add_tools(TapTool(renderers=[renderer]))
+        renderer.selection_glyph = renderer.glyph.clone(**glyph)
+        renderer.nonselection_glyph = renderer.glyph.clone()
+
+    outline = dict(line_color="#222222", line_alpha=1.0, line_width=2.5)
+    weight = LinearColorMapper(palette=_palette(plots.WEIGHT_CMAP), low=-1, high=1)
+
+    # Every range is set by explorer.js for the model it draws.
+    x_features, y_ranks, x_ranks = Range1d(-0.5, 0.5), Range1d(0.5, -0.5), Range1d(-0.5, 0.5)
+    y_sup, y_stack, y_poly = Range1d(0, 1), Range1d(-1, 1), Range1d(0, 1)
+    matrix = fig("matrix", "Matrix: rescaled W1, one row per neuron", 380,
+                 x_range=x_features, y_range=y_ranks)  # fmt: skip
+    matrix.xaxis.axis_label, matrix.yaxis.axis_label = "feature", "neuron (row)"
+    band = matrix.rect("mx", "rank", width="mw", height=1, source=neurons, fill_alpha=0,
+                       line_alpha=0)  # fmt: skip
+    selectable(matrix, band, **outline)
+    grid = matrix.rect("x", "y", width=1, height=1, source=cells, line_color=None,
+                       fill_color={"field": "w", "transform": weight})  # fmt: skip
+    band.level = "overlay"
+    matrix.add_tools(HoverTool(renderers=[grid], tooltips=[
+        ("neuron", "h@neuron"), ("feature", "x@feature"),
+        ("W1 rescaled", "@w{0.0000}"), ("W1 in the file", "@raw{0.000000}"),
+        ("W2 (its output weight) rescaled", "@w2{0.0000}"),
+        ("W2 in the file", "@raw2{0.000000}"),
+    ]))  # fmt: skip
+    matrix.add_layout(ColorBar(color_mapper=weight, title="W1 (rescaled): red −, blue +",
+                               title_text_font_size="11px", major_label_text_font_size="10px",
+                               width=10), "right")  # fmt: skip
+
+    value = LogColorMapper(palette=_palette(plots.VALUE_CMAP, 0.3, 1.0), low=VALUE_FLOOR, high=1)
+    sup_plot = fig("superposition", "Superposition of each feature", 170, x_range=x_features,
+                   y_range=y_sup)  # fmt: skip
+    sup_plot.xaxis.axis_label, sup_plot.yaxis.axis_label = "feature", "superposition"
+    bars = sup_plot.vbar("x", top="top", width=0.8, source=sup, line_color=None,
+                         fill_color={"field": "top", "transform": value})  # fmt: skip
+    sup_plot.add_tools(HoverTool(renderers=[bars], tooltips=[
+        ("feature", "x@feature"), ("importance", "@importance{0.0000}"),
+        ("superposition", "@top{0.0000}"),
+    ]))  # fmt: skip
+    sup_plot.add_layout(ColorBar(color_mapper=value, title="superposition (log scale)",
+                                 title_text_font_size="11px", major_label_text_font_size="10px",
+                                 width=10), "right")  # fmt: skip
+
+    stack = fig("stack", "Stack plot: each neuron's W1 weights, one colour per feature", 360,
+                x_range=x_ranks, y_range=y_stack)  # fmt: skip
+    stack.xaxis.axis_label, stack.yaxis.axis_label = "neuron (by primary feature)", "W1 (stacked)"
+    column_band = stack.rect("rank", "sy", width=1, height="sh", source=neurons, fill_alpha=0,
+                             line_alpha=0)  # fmt: skip
+    selectable(stack, column_band, **outline)
+    blocks = stack.vbar("x", bottom="bottom", top="top", width=0.8, source=segments,
+                        fill_color="color", line_color="white", line_width=0.3)  # fmt: skip
+    column_band.level = "overlay"
+    stack.add_tools(HoverTool(renderers=[blocks], tooltips=[
+        ("neuron", "h@neuron"), ("feature", "x@feature"),
+        ("W1 rescaled", "@w{0.0000}"), ("W1 in the file", "@raw{0.000000}"),
+    ]))  # fmt: skip
+    key = Div(name="feature-key", sizing_mode="stretch_width",
+              styles={"font-size": "12px"})  # fmt: skip
+
+    poly_plot = fig("polysemanticity", "Polysemanticity: features each neuron reads", 170,
+                    x_range=x_ranks, y_range=y_poly)  # fmt: skip
+    poly_plot.xaxis.axis_label = "neuron (same order)"
+    poly_plot.yaxis.axis_label = "features read"
+    poly_bars = poly_plot.vbar("x", top="top", width=0.8, source=poly, fill_color="color",
+                               line_color="#555555", line_width=0.5)  # fmt: skip
+    poly_plot.add_tools(HoverTool(renderers=[poly_bars], tooltips=[
+        ("neuron", "h@neuron"), ("features read", "@top{0.00}"), ("", "@kind"),
+    ]))  # fmt: skip
+
+    graph = fig("graph", "Graph: features → neurons (W1) → outputs (W2), |w| > 0.1", 560,
+                x_range=Range1d(-0.35, 2.35), y_range=Range1d(-0.56, 0.56))  # fmt: skip
+    graph.axis.visible = False
+    lines = graph.segment("x0", "y0", "x1", "y1", source=edges, line_color="color",
+                          line_width="width", line_alpha=0.75)  # fmt: skip
+    graph.add_tools(HoverTool(renderers=[lines], line_policy="interp", tooltips=[
+        ("", "@matrix"), ("neuron", "h@neuron"), ("feature", "x@feature"),
+        ("rescaled", "@w{0.0000}"), ("in the file", "@raw{0.000000}"),
+    ]))  # fmt: skip
+    ends = graph.scatter("x", "y", source=nodes, size=9, fill_color="color", line_color="#444444",
+                         line_width=0.5)  # fmt: skip
+    graph.add_tools(HoverTool(renderers=[ends], tooltips=[("", "@label"), ("@what", "@value")]))
+    hidden = graph.scatter(1.0, "gy", source=neurons, size=11, fill_color="fill",
+                           line_color="#444444", line_width=0.5)  # fmt: skip
+    selectable(graph, hidden, line_color="#222222", line_width=3, size=16)
+    graph.add_tools(HoverTool(renderers=[hidden], tooltips=[
+        ("neuron", "h@neuron"), ("features read", "@eff{0.00}"), ("", "@kind"),
+    ]))  # fmt: skip
+
+    def select(name: str, title: str) -> Select:
+        return Select(name=name, title=title, options=[], width=150,
+                      styles={"font-size": "13px"})  # fmt: skip
+
+    controls = {
+        "experiment": select("experiment", "Experiment"),
+        "width": select("width", "Width m"),
+        "profile": select("profile", "Importance"),
+        "p": select("p", "Feature probability p"),
+        "seed": select("seed", "Seed"),
+    }
+    status = Div(name="status", sizing_mode="stretch_width", styles={"font-size": "13px"})
+    models = {
+        "cells": cells, "superposition": sup, "segments": segments, "polysemanticity": poly,
+        "edges": edges, "nodes": nodes, "neurons": neurons, "status": status, "key": key,
+        "x_features": x_features, "y_ranks": y_ranks, "x_ranks": x_ranks, "y_sup": y_sup,
+        "y_stack": y_stack, "y_poly": y_poly,
+        "value": value, **controls,
+    }  # fmt: skip
+    for name, widget in controls.items():
+        widget.js_on_change("value", CustomJS(args=models, code=_call(f"changed(args, {name!r})")))
+    layout = column(
+        row(*controls.values(), sizing_mode="stretch_width", styles={"flex-wrap": "wrap"}),
+        status, matrix, sup_plot, key, stack, poly_plot, graph,
+        sizing_mode="stretch_width", name="explorer",
+    )  # fmt: skip
+    doc = Document()
+    doc.add_root(layout)
+    doc.js_on_event(DocumentReady, CustomJS(args=models, code=_call("start(args)")))
+    return layout
+
+
+def page_html() -> str:
+    """What the explorer chapter shows: BokehJS, the explorer's scripts and the document,
+    all from the site itself (relative to the chapter, in book/)."""
+    import bokeh
+    from bokeh.embed import components
+
+    base = f"../{FOLDER}/"
+    scripts = [f"{name}-{bokeh.__version__}.min.js" for name in BOKEH_FILES]
+    scripts += ["explorer.js", "settings.js"]
+    script, div = components(document())
+    tags = "".join(f'<script src="{base}{name}"></script>' for name in scripts)
+    return _fixed_ids(f'{tags}<div class="superposition-explorer">{div}</div>{script}')
+
+
+def _fixed_ids(html: str) -> str:
+    """Bokeh names the document and its element with random UUIDs; the same build must give
+    the same page, so they become fixed names, in order of appearance."""
+    found = dict.fromkeys(
+        re.findall(r"[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}", html)
+    )
+    for number, uuid in enumerate(found):
+        html = html.replace(uuid, f"superposition-explorer-{number}")
+    return html
+
+
+def model(w: store.Weights, k: int) -> tuple[str, float, int]:
+    """Instance k of `w` as the explorer names it: (experiment, p, seed)."""
+    return w.experiment.name, w.feature_probs[k], w.seeds[k]
+
+
+def links(models: list[tuple[str, float, int]], labels: list[str] | None = None):
+    """The line a chapter shows under a figure: one explorer link per model it draws,
+    labelled by sparsity and seed unless `labels` says otherwise."""
+    from html import escape
+
+    from IPython.display import HTML
+
+    labels = labels or [f"p = {p:g}, seed {seed}" for _, p, seed in models]
+    anchors = [
+        f'<a href="{escape(link(*m))}">{escape(label)}</a>'
+        for m, label in zip(models, labels, strict=True)
+    ]
+    what = "this model" if len(anchors) == 1 else "these models"
+    return HTML(f'<p class="explore-links">Explore {what} in the explorer (every weight on '
+                "hover): " + " · ".join(anchors) + "</p>")  # fmt: skip

@@ -1,0 +1,243 @@
+"""The model explorer (book/explore.md) in headless Chromium: it draws the model its address
+or its controls ask for, its hovers show the weights the published weight files hold (read
+here independently, with safetensors), a tapped neuron is marked in all three views, and the
+first view is drawn within 2 s. The page's console errors and requests to other hosts are
+checked with every other page in test_browser.py. Needs the built book:
+
+    make book && .venv/bin/python -m pytest -q tests/test_explorer_browser.py
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+import os
+import re
+import shutil
+from collections.abc import Iterator
+from pathlib import Path
+
+import numpy as np
+import pytest
+import site_check
+from playwright.sync_api import Browser, Page, sync_playwright
+from safetensors import safe_open
+
+pytestmark = pytest.mark.browser
+
+ROOT = Path(__file__).resolve().parents[1]
+HTML = ROOT / "_build" / "html"
+PAGE = "book/explore.html"
+FIRST_VIEW_MS = 2000
+
+# Screen position of data point (x, y) of the named Bokeh plot, scrolled into view.
+POSITION = """([name, x, y]) => {
+    const view = Bokeh.index.get_one(Bokeh.documents[0].get_model_by_name(name));
+    view.el.scrollIntoView({block: "center"});
+    const box = view.el.getBoundingClientRect();
+    return [box.x + view.frame.x_scale.compute(x), box.y + view.frame.y_scale.compute(y)];
+}"""
+# The text of the visible tooltip (Bokeh draws it in a shadow root).
+TOOLTIP = """(tips) => tips.filter((t) => t.offsetParent !== null || t.checkVisibility())
+    .map((t) => [...t.shadowRoot.children].map((c) => c.innerText || "").join("\\n")).join("\\n")"""
+MODEL = "document.documentElement.dataset.explorerModel"
+
+
+@pytest.fixture(scope="module")
+def browser() -> Iterator[Browser]:
+    if not (HTML / PAGE).exists():
+        pytest.fail(f"no explorer in {HTML}: run `make book` first")
+    if not site_check.CHROMIUM.exists():
+        reason = f"{site_check.CHROMIUM} not found: `apt-get install chromium`"
+        if os.environ.get("CI"):
+            pytest.fail(reason)
+        pytest.skip(reason)
+    with sync_playwright() as playwright:
+        browser = site_check.launch(playwright)
+        yield browser
+        browser.close()
+
+
+@pytest.fixture(scope="module")
+def base_url() -> Iterator[str]:
+    with site_check.serve(HTML) as url:
+        yield url
+
+
+def open_explorer(browser: Browser, url: str, width: int = 1280) -> Page:
+    page = browser.new_context(viewport={"width": width, "height": 900}).new_page()
+    page.route(site_check._leaves_machine, lambda route: route.abort("blockedbyclient"))
+    page.goto(url)
+    page.wait_for_function(MODEL, timeout=15_000)
+    return page
+
+
+def model(page: Page) -> tuple[str, float, int]:
+    name, p, seed = page.evaluate(MODEL).split("|")
+    return name, float(p), int(seed)
+
+
+def weights(name: str, site: Path = HTML) -> tuple[np.ndarray, np.ndarray, list, list]:
+    """W1, W2, feature probabilities and seeds, read from the published file itself."""
+    with safe_open(site / "weights" / f"{name}.safetensors", "np") as f:
+        meta = f.metadata()
+        return (f.get_tensor("W1"), f.get_tensor("W2"), json.loads(meta["feature_probs"]),
+                json.loads(meta["seeds"]))  # fmt: skip
+
+
+def instance(name: str, p: float, seed: int) -> int:
+    _, _, probs, seeds = weights(name)
+    return next(
+        k for k, (q, s) in enumerate(zip(probs, seeds, strict=True)) if q == p and s == seed
+    )
+
+
+def hover(page: Page, plot: str, x: float, y: float) -> dict[str, str]:
+    """Move the mouse onto data point (x, y) of `plot`; the tooltip's fields."""
+    page.mouse.move(*page.evaluate(POSITION, [plot, x, y]))
+    page.wait_for_timeout(150)
+    text = page.locator(".bk-Tooltip").evaluate_all(TOOLTIP)
+    return dict(re.findall(r"^([^\n:]+):\s*(.+)$", text, flags=re.M))
+
+
+def hover_mismatches(page: Page, cells: list[tuple[int, int]]) -> list[str]:
+    """Hover matrix cells (feature, row) and compare what each tooltip says with the file."""
+    name, p, seed = model(page)
+    W1, W2, _, _ = weights(name)
+    k = instance(name, p, seed)
+    tolerance = 1e-4 * max(1.0, float(np.abs(W1[k]).max()), float(np.abs(W2[k]).max()))
+    problems = []
+    for feature, row in cells:
+        tip = hover(page, "matrix", feature, row)
+        if "neuron" not in tip:
+            problems.append(f"no tooltip at feature {feature}, row {row}: {tip}")
+            continue
+        j, i = int(tip["neuron"].lstrip("h")), int(tip["feature"].lstrip("x"))
+        for label, want in (("W1 in the file", W1[k, j, i]), ("W2 in the file", W2[k, i, j])):
+            shown = float(tip[label].replace("−", "-"))
+            if abs(shown - float(want)) > tolerance:
+                problems.append(f"{name} p={p} seed {seed} h{j} x{i}: {label} {shown}, file {want}")
+    return problems
+
+
+def some_cells(page: Page) -> list[tuple[int, int]]:
+    """A few cells of the drawn model: its strongest, and others spread over the matrix."""
+    n, m = page.evaluate("""() => { const d = Bokeh.documents[0].get_model_by_name("cells").data;
+        return [Math.max(...d.x) + 1, Math.max(...d.y) + 1]; }""")
+    return [(0, 0), (n // 2, m // 2), (n - 1, m - 1), (min(3, n - 1), min(5, m - 1))]
+
+
+def test_hovers_show_the_weights_the_files_hold(browser: Browser, base_url: str) -> None:
+    for query in ("?experiment=sparsity-sweep&p=0.01&seed=3",
+                  "?experiment=capacity-m20-equal&p=0.003&seed=1",
+                  "?experiment=no-superposition&p=1&seed=2"):  # fmt: skip
+        page = open_explorer(browser, f"{base_url}{PAGE}{query}")
+        assert hover_mismatches(page, some_cells(page)) == [], query
+        page.context.close()
+
+
+def test_the_hover_check_catches_a_wrong_weight(browser: Browser, tmp_path: Path) -> None:
+    """Negative control: a copy of the site whose explorer data scale B's W1 rows by 1.01."""
+    site = Path(shutil.copytree(HTML, tmp_path / "html"))
+    data = site / "explorer" / "sparsity-sweep.js"
+    prefix, body = data.read_text().split("(", 1)
+    record = json.loads(body.rstrip().removesuffix(");"))
+    scale = np.frombuffer(base64.b64decode(record["scale"]), "<f4") * np.float32(1.01)
+    record["scale"] = base64.b64encode(scale.astype("<f4").tobytes()).decode()
+    data.write_text(f"{prefix}({json.dumps(record)});\n")
+    with site_check.serve(site) as url:
+        page = open_explorer(browser, f"{url}{PAGE}?experiment=sparsity-sweep&p=0.01&seed=3")
+        problems = hover_mismatches(page, [(0, 0)])
+        page.context.close()
+    assert problems and "W1 in the file" in problems[0], problems
+
+
+def choose(page: Page, control: str, starts: str) -> None:
+    """Pick, in the control labelled `control`, the option whose text starts with `starts`
+    (BokehJS writes each option's label as its value)."""
+    select = page.get_by_label(control)
+    texts = select.evaluate("(e) => [...e.options].map((o) => o.textContent)")
+    select.select_option(label=next(t for t in texts if t.startswith(starts)))
+
+
+def matrix_image(page: Page) -> bytes:
+    return plot_element(page, "matrix").screenshot()
+
+
+def plot_element(page: Page, plot: str):
+    """The element of a Bokeh plot, by the plot's name."""
+    handle = page.evaluate_handle(
+        "(name) => Bokeh.index.get_one(Bokeh.documents[0].get_model_by_name(name)).el", plot
+    )
+    return handle.as_element()
+
+
+def test_the_default_view_is_the_sparsity_chapters_and_drawn_within_2_s(
+    browser: Browser, base_url: str
+) -> None:
+    page = open_explorer(browser, base_url + PAGE)
+    drawn = int(page.evaluate("document.documentElement.dataset.explorerDrawnMs"))
+    name, p, seed = model(page)
+    _, _, probs, seeds = weights(name)
+    page.context.close()
+    assert (name, p) == ("sparsity-sweep", 0.03)
+    with safe_open(HTML / "weights" / f"{name}.safetensors", "np") as f:
+        loss = json.loads(f.metadata()["final_loss"])
+    at_p = [k for k, q in enumerate(probs) if q == p]
+    assert seed == seeds[min(at_p, key=loss.__getitem__)]  # the lowest-loss seed
+    assert drawn <= FIRST_VIEW_MS, f"first view drawn {drawn} ms after navigation"
+
+
+@pytest.mark.parametrize("control, option", [("p", "0.001"), ("seed", "5")])
+def test_changing_sparsity_or_seed_draws_another_model(
+    browser: Browser, base_url: str, control: str, option: str
+) -> None:
+    page = open_explorer(browser, f"{base_url}{PAGE}?experiment=sparsity-sweep&p=0.01&seed=3")
+    before, image = model(page), matrix_image(page)
+    choose(page, {"p": "Feature probability p", "seed": "Seed"}[control], option)
+    page.wait_for_function(f"{MODEL} !== {json.dumps('|'.join(map(str, before)))}")
+    after = model(page)
+    assert after != before and matrix_image(page) != image
+    assert (after[1] if control == "p" else after[2]) == float(option)
+    assert f"seed={after[2]}" in page.url and f"p={after[1]:g}" in page.url  # shareable
+    assert hover_mismatches(page, some_cells(page)) == []
+    page.context.close()
+
+
+def test_the_capacity_grid_is_reached_by_width_and_importance(
+    browser: Browser, base_url: str
+) -> None:
+    page = open_explorer(browser, base_url + PAGE)
+    choose(page, "Experiment", "D, E: capacity")
+    choose(page, "Width m", "10")
+    choose(page, "Importance", "equal")
+    page.wait_for_function(f"{MODEL}.startsWith('capacity-m10-equal|')")
+    assert hover_mismatches(page, some_cells(page)) == []
+    page.context.close()
+
+
+def test_a_tapped_neuron_is_marked_in_every_view(browser: Browser, base_url: str) -> None:
+    page = open_explorer(browser, f"{base_url}{PAGE}?experiment=sparsity-sweep&p=0.03&seed=4")
+    views = ("matrix", "stack", "graph")
+    before = {v: plot_element(page, v).screenshot() for v in views}
+    page.mouse.click(*page.evaluate(POSITION, ["matrix", 50, 7]))  # row 7 of the matrix
+    selected = """() => Bokeh.documents[0].get_model_by_name("neurons").selected.indices"""
+    assert page.evaluate(selected) == [7]
+    page.wait_for_timeout(200)
+    changed = {v: plot_element(page, v).screenshot() != before[v] for v in views}
+    assert all(changed.values()), changed
+    page.mouse.click(*page.evaluate(POSITION, ["stack", 12, 0]))  # column 12 of the stack plot
+    assert page.evaluate(selected) == [12]
+    page.context.close()
+
+
+def test_every_chapter_link_opens_the_model_it_names(browser: Browser, base_url: str) -> None:
+    links = set()
+    for chapter in (HTML / "book").glob("*.html"):
+        links |= set(re.findall(r'href="(explore\.html\?[^"]+)"', chapter.read_text()))
+    assert len(links) >= 10, links
+    for href in sorted(links)[:: max(1, len(links) // 6)]:  # a sample, spread over them
+        query = dict(re.findall(r"(\w+)=([^&]+)", href.replace("&amp;", "&")))
+        page = open_explorer(browser, base_url + "book/" + href.replace("&amp;", "&"))
+        assert model(page) == (query["experiment"], float(query["p"]), int(query["seed"]))
+        page.context.close()
