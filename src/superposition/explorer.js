@@ -15,10 +15,18 @@
   const X = { data: {}, cfg: null, updating: false, state: null };
   window.SuperpositionExplorer = X;
 
-  X.settings = (cfg) => { X.cfg = cfg; };
+  X.settings = (cfg) => { X.cfg = cfg; prefetch(); };
   X.register = (d) => { X.data[d.name] = d; };
 
+  const loading = {};
   function load(name) {
+    if (!loading[name]) {
+      loading[name] = request(name).catch((error) => { delete loading[name]; throw error; });
+    }
+    return loading[name];
+  }
+
+  function request(name) {
     return new Promise((resolve, reject) => {
       if (X.data[name]) return resolve(X.data[name]);
       const tag = document.createElement("script");
@@ -94,13 +102,15 @@
   }
 
   function draw(args, d, st) {
+    const started = performance.now();
     const A = arrays(d), n = d.n, m = d.m;
     const k = d.instances.findIndex((i) => sameP(i.p, st.p) && i.seed === st.seed);
     const inst = d.instances[k];
     const order = Array.from(A.order.subarray(k * m, (k + 1) * m));
     const scale = (j) => A.scale[k * m + j];
     const w1 = (j, i) => A.W1[(k * m + j) * n + i] / STEPS;
-    const w2 = (i, j) => A.W2[(k * n + i) * m + j] * d.w2_step[k];
+    const raw2 = (i, j) => A.W2[(k * n + i) * m + j] * d.w2_step[k]; // as the file holds it
+    const w2 = (i, j) => raw2(i, j) * scale(j); // rescaled
     const kind = (j) => A.kind[k * m + j];
 
     const cells = { x: [], y: [], w: [], raw: [], w2: [], raw2: [], neuron: [], feature: [] };
@@ -111,7 +121,7 @@
       for (let i = 0; i < n; i++) {
         const w = w1(j, i);
         cells.x.push(i); cells.y.push(r); cells.w.push(w); cells.raw.push(w * scale(j));
-        cells.w2.push(w2(i, j)); cells.raw2.push(w2(i, j) / scale(j));
+        cells.w2.push(w2(i, j)); cells.raw2.push(raw2(i, j));
         cells.neuron.push(j); cells.feature.push(i);
         if (Math.abs(w) <= MIN_BLOCK) continue;
         const [b, t] = w > 0 ? [up, up + w] : [down + w, down];
@@ -145,20 +155,24 @@
       for (const i of reads) if (Math.abs(w1(j, i)) > EDGE)
         edge(0, yIn.get(i), 1, y, w1(j, i), w1(j, i) * scale(j), j, i, `W1: feature x${i} → neuron h${j}`);
       for (const i of writes) if (Math.abs(w2(i, j)) > EDGE)
-        edge(1, y, 2, yOut.get(i), w2(i, j), w2(i, j) / scale(j), j, i, `W2: neuron h${j} → output y${i}`);
+        edge(1, y, 2, yOut.get(i), w2(i, j), raw2(i, j), j, i, `W2: neuron h${j} → output y${i}`);
     }
     const nodes = { x: [], y: [], color: [], label: [], feature: [], what: [], value: [] };
     const node = (x, y, i, label, what, value) => {
       nodes.x.push(x); nodes.y.push(y); nodes.color.push(d.colors[i]); nodes.label.push(label);
-      nodes.feature.push(i); nodes.what.push(what); nodes.value.push(value.toFixed(4));
+      nodes.feature.push(i); nodes.what.push(`${what} ${value.toFixed(4)}`); nodes.value.push(value);
     };
     for (const i of reads) node(0, yIn.get(i), i, `input x${i}`, "superposition", A.sup[k * n + i]);
     for (const i of writes) node(2, yOut.get(i), i, `output y${i}`, "bias b", A.b[k * n + i]);
 
-    const sup = { x: [], top: [], feature: [], importance: [] };
+    // A feature no neuron reads (every |W1| at most MIN_BLOCK, as in the stack plot) has no
+    // direction to share: its measured superposition is that of noise, so no bar is drawn.
+    const sup = { x: [], top: [], feature: [], importance: [], note: [] };
     for (let i = 0; i < n; i++) {
-      sup.x.push(i); sup.top.push(A.sup[k * n + i]); sup.feature.push(i);
+      const read = order.some((j) => Math.abs(w1(j, i)) > MIN_BLOCK);
+      sup.x.push(i); sup.top.push(read ? A.sup[k * n + i] : 0); sup.feature.push(i);
       sup.importance.push(Math.pow(d.decay, i));
+      sup.note.push(read ? "" : `no neuron reads it (every |W1| ≤ ${MIN_BLOCK}): not drawn`);
     }
     const poly = { x: [], top: [], neuron: [], kind: [], color: [] };
     const neurons = { rank: [], neuron: [], mx: [], mw: [], sy: [], sh: [], gy: [], fill: [],
@@ -196,14 +210,17 @@
       `</span> ${label}</span> `;
     let key = "<b>Feature colours</b> (stack plot and graph): ";
     for (let i = 0; i < Math.min(n, 10); i++) key += swatch(d.colors[i], `x${i}`);
-    if (n > 10) key += swatch(d.colors[10], "x10+ (grey, lighter: less important)");
+    if (n > 10) key += swatch(d.colors[10], d.decay < 1 ? "x10+ (grey, lighter: less important)"
+      : "x10+ (grey, lighter: later index; all equally important)");
     key += "<br><b>Neurons</b> (bars below, nodes in the graph): " +
       KIND.map((name, t) => swatch(KIND_FILL[t], name)).join("");
     args.key.text = key;
     const counts = [0, 0, 0];
     order.forEach((j) => counts[kind(j)]++);
     args.status.text = `<b>${d.label}</b> (${d.title}) · p = ${inst.p} · seed ${inst.seed}` +
-      (inst.best ? " — the lowest-loss seed at this p, the one the chapters show" : "") +
+      (inst.best ? " (the lowest-loss seed at this p, the one the book draws)" : "") +
+      (args.experiment.value === "capacity" && X.cfg.standalone.includes(d.name)
+        ? ` · the capacity grid's D${m} is this experiment` : "") +
       ` · loss ${inst.loss.toPrecision(4)} · of ${m} neurons: ${counts[1]} polysemantic, ` +
       `${counts[0]} monosemantic, ${counts[2]} dead. Hover for exact weights; tap a neuron ` +
       `(a matrix row, a stack column or a middle node) to mark it in every view.`;
@@ -211,6 +228,8 @@
     const root = document.documentElement.dataset;
     root.explorerModel = `${d.name}|${inst.p}|${inst.seed}`;
     root.explorerDrawnMs = String(Math.round(performance.now()));
+    root.explorerDrawMs = String(Math.round(performance.now() - started));
+    root.explorerStartMs = String(Math.round(X.startedAt));
   }
 
   function show(args, st, address) {
@@ -228,7 +247,13 @@
     });
   }
 
-  X.start = (args) => show(args, fromAddress(), false);
+  X.start = (args) => { X.startedAt = performance.now(); return show(args, fromAddress(), false); };
+
+  // Ask for the address's model now, while the page and Bokeh are still loading: start()
+  // finds it registered (or its script on the way; `load` waits for whichever ends first).
+  function prefetch() {
+    load(fromAddress().name).catch(() => null); // start() reports a failure
+  }
 
   X.changed = (args, which) => {
     if (X.updating || !X.state) return;

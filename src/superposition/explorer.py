@@ -12,8 +12,9 @@ Two halves, both run when the book is built:
   controls and the views, with empty data sources that `explorer.js` fills from the data
   scripts for the model the address asks for (`link()` makes such an address).
 
-Weights travel as 16-bit integers, rescaled W1 in steps of 1/32767 and rescaled W2 in steps
-of its largest |weight| / 32767, so the explorer shows every weight to four decimals.
+Weights travel as 16-bit integers: rescaled W1 in steps of 1/32767, W2 as the file holds it
+in steps of the model's largest |W2| / 32767 (rescaled in the browser: times the neuron's
+factor), so every weight is shown to about four significant digits of the model's largest.
 """
 
 from __future__ import annotations
@@ -58,7 +59,7 @@ def experiment_data(w: store.Weights) -> dict:
     R1, R2 = analysis.rescale(W1, W2)
     scale = W1.abs().amax(-1)  # [instances, m]: raw W1 = rescaled * scale
     scale = torch.where(scale > 0, scale, torch.ones_like(scale))
-    w2_max = R2.abs().flatten(1).amax(-1).clamp_min(1e-12)  # [instances]
+    w2_max = W2.abs().flatten(1).amax(-1).clamp_min(1e-12)  # [instances]
     eff = analysis.effective_features(R1)
     dead = analysis.dead_neurons(W1, W2)
     poly = analysis.polysemantic_neurons(W1, W2)
@@ -83,7 +84,9 @@ def experiment_data(w: store.Weights) -> dict:
         "colors": [_hex(c) for c in plots.feature_colors(E.n_features)],
         "w2_step": (w2_max / STEPS).tolist(),
         "W1": _b64(torch.round(R1 * STEPS).numpy(), "<i2"),  # [instances, m, n]
-        "W2": _b64(torch.round(R2 / w2_max[:, None, None] * STEPS).numpy(), "<i2"),  # [i, n, m]
+        "W2": _b64(
+            torch.round(W2 / w2_max[:, None, None] * STEPS).numpy(), "<i2"
+        ),  # raw, [i, n, m]
         "scale": _b64(scale.numpy(), "<f4"),  # [instances, m]
         "b": _b64(w.b.numpy(), "<f4"),  # [instances, n]
         "order": _b64(np.array(order), "<i2"),  # [instances, m]: neurons, top row first
@@ -201,7 +204,7 @@ def document():
         return ColumnDataSource({c: [] for c in columns}, name=name)
 
     cells = source("cells", "x", "y", "w", "raw", "w2", "raw2", "neuron", "feature")
-    sup = source("superposition", "x", "top", "feature", "importance")
+    sup = source("superposition", "x", "top", "feature", "importance", "note")
     segments = source("segments", "x", "bottom", "top", "color", "neuron", "feature", "w", "raw")
     poly = source("polysemanticity", "x", "top", "neuron", "kind", "color")
     edges = source("edges", "x0", "y0", "x1", "y1", "color", "width", "neuron", "feature", "w",
@@ -217,6 +220,8 @@ def document():
         f.xaxis.axis_label_text_font_size = f.yaxis.axis_label_text_font_size = "11px"
         f.xaxis.major_label_text_font_size = f.yaxis.major_label_text_font_size = "10px"
         f.xgrid.visible = f.ygrid.visible = False
+        for axis in f.xaxis:  # features and neurons are whole numbers
+            axis.ticker.min_interval = 1
         return f
 
     def selectable(f, renderer, **glyph) -> None:
@@ -232,8 +237,9 @@ def document():
     # Every range is set by explorer.js for the model it draws.
     x_features, y_ranks, x_ranks = Range1d(-0.5, 0.5), Range1d(0.5, -0.5), Range1d(-0.5, 0.5)
     y_sup, y_stack, y_poly = Range1d(0, 1), Range1d(-1, 1), Range1d(0, 1)
-    matrix = fig("matrix", "Matrix: rescaled W1, one row per neuron", 380,
+    matrix = fig("matrix", "Matrix: rescaled W1, a row per neuron", 380,
                  x_range=x_features, y_range=y_ranks)  # fmt: skip
+    matrix.yaxis.ticker.min_interval = 1
     matrix.xaxis.axis_label, matrix.yaxis.axis_label = "feature", "neuron (row)"
     band = matrix.rect("mx", "rank", width="mw", height=1, source=neurons, fill_alpha=0,
                        line_alpha=0)  # fmt: skip
@@ -247,25 +253,25 @@ def document():
         ("W2 (its output weight) rescaled", "@w2{0.0000}"),
         ("W2 in the file", "@raw2{0.000000}"),
     ]))  # fmt: skip
-    matrix.add_layout(ColorBar(color_mapper=weight, title="W1 (rescaled): red −, blue +",
+    matrix.add_layout(ColorBar(color_mapper=weight, title="W1: red −, blue +",
                                title_text_font_size="11px", major_label_text_font_size="10px",
                                width=10), "right")  # fmt: skip
 
     value = LogColorMapper(palette=_palette(plots.VALUE_CMAP, 0.3, 1.0), low=VALUE_FLOOR, high=1)
-    sup_plot = fig("superposition", "Superposition of each feature", 170, x_range=x_features,
+    sup_plot = fig("superposition", "Superposition per feature", 170, x_range=x_features,
                    y_range=y_sup)  # fmt: skip
     sup_plot.xaxis.axis_label, sup_plot.yaxis.axis_label = "feature", "superposition"
     bars = sup_plot.vbar("x", top="top", width=0.8, source=sup, line_color=None,
                          fill_color={"field": "top", "transform": value})  # fmt: skip
-    sup_plot.add_tools(HoverTool(renderers=[bars], tooltips=[
-        ("feature", "x@feature"), ("importance", "@importance{0.0000}"),
-        ("superposition", "@top{0.0000}"),
+    sup_plot.add_tools(HoverTool(renderers=[bars], formatters={"@importance": "printf"}, tooltips=[
+        ("feature", "x@feature"), ("importance", "@importance{%.3g}"),
+        ("superposition", "@top{0.0000}"), ("", "@note"),
     ]))  # fmt: skip
-    sup_plot.add_layout(ColorBar(color_mapper=value, title="superposition (log scale)",
+    sup_plot.add_layout(ColorBar(color_mapper=value, title="superposition (log)",
                                  title_text_font_size="11px", major_label_text_font_size="10px",
                                  width=10), "right")  # fmt: skip
 
-    stack = fig("stack", "Stack plot: each neuron's W1 weights, one colour per feature", 360,
+    stack = fig("stack", "Stack plot of W1: a column per neuron", 360,
                 x_range=x_ranks, y_range=y_stack)  # fmt: skip
     stack.xaxis.axis_label, stack.yaxis.axis_label = "neuron (by primary feature)", "W1 (stacked)"
     column_band = stack.rect("rank", "sy", width=1, height="sh", source=neurons, fill_alpha=0,
@@ -281,7 +287,7 @@ def document():
     key = Div(name="feature-key", sizing_mode="stretch_width",
               styles={"font-size": "12px"})  # fmt: skip
 
-    poly_plot = fig("polysemanticity", "Polysemanticity: features each neuron reads", 170,
+    poly_plot = fig("polysemanticity", "Polysemanticity: features read", 170,
                     x_range=x_ranks, y_range=y_poly)  # fmt: skip
     poly_plot.xaxis.axis_label = "neuron (same order)"
     poly_plot.yaxis.axis_label = "features read"
@@ -291,18 +297,17 @@ def document():
         ("neuron", "h@neuron"), ("features read", "@top{0.00}"), ("", "@kind"),
     ]))  # fmt: skip
 
-    graph = fig("graph", "Graph: features → neurons (W1) → outputs (W2), |w| > 0.1", 560,
+    graph = fig("graph", "Graph: inputs → neurons → outputs", 560,
                 x_range=Range1d(-0.35, 2.35), y_range=Range1d(-0.56, 0.56))  # fmt: skip
     graph.axis.visible = False
     lines = graph.segment("x0", "y0", "x1", "y1", source=edges, line_color="color",
                           line_width="width", line_alpha=0.75)  # fmt: skip
     graph.add_tools(HoverTool(renderers=[lines], line_policy="interp", tooltips=[
-        ("", "@matrix"), ("neuron", "h@neuron"), ("feature", "x@feature"),
-        ("rescaled", "@w{0.0000}"), ("in the file", "@raw{0.000000}"),
+        ("", "@matrix"), ("rescaled", "@w{0.0000}"), ("in the file", "@raw{0.000000}"),
     ]))  # fmt: skip
     ends = graph.scatter("x", "y", source=nodes, size=9, fill_color="color", line_color="#444444",
                          line_width=0.5)  # fmt: skip
-    graph.add_tools(HoverTool(renderers=[ends], tooltips=[("", "@label"), ("@what", "@value")]))
+    graph.add_tools(HoverTool(renderers=[ends], tooltips=[("", "@label"), ("", "@what")]))
     hidden = graph.scatter(1.0, "gy", source=neurons, size=11, fill_color="fill",
                            line_color="#444444", line_width=0.5)  # fmt: skip
     selectable(graph, hidden, line_color="#222222", line_width=3, size=16)
@@ -311,7 +316,8 @@ def document():
     ]))  # fmt: skip
 
     def select(name: str, title: str) -> Select:
-        return Select(name=name, title=title, options=[], width=150,
+        width = 300 if name == "experiment" else 130
+        return Select(name=name, title=title, options=[], width=width,
                       styles={"font-size": "13px"})  # fmt: skip
 
     controls = {
@@ -349,22 +355,27 @@ def page_html() -> str:
     from bokeh.embed import components
 
     base = f"../{FOLDER}/"
-    scripts = [f"{name}-{bokeh.__version__}.min.js" for name in BOKEH_FILES]
-    scripts += ["explorer.js", "settings.js"]
+    # The explorer's own scripts first: settings.js asks for the model's data at once, so it
+    # arrives while BokehJS loads.
+    scripts = ["explorer.js", "settings.js"]
+    scripts += [f"{name}-{bokeh.__version__}.min.js" for name in BOKEH_FILES]
     script, div = components(document())
     tags = "".join(f'<script src="{base}{name}"></script>' for name in scripts)
     return _fixed_ids(f'{tags}<div class="superposition-explorer">{div}</div>{script}')
 
 
 def _fixed_ids(html: str) -> str:
-    """Bokeh names the document and its element with random UUIDs; the same build must give
-    the same page, so they become fixed names, in order of appearance."""
-    found = dict.fromkeys(
-        re.findall(r"[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}", html)
-    )
-    for number, uuid in enumerate(found):
-        html = html.replace(uuid, f"superposition-explorer-{number}")
-    return html
+    """Bokeh names the document and its element with random UUIDs and its models from a
+    counter that runs on through the process; the same build must give the same page, so
+    both become fixed names, numbered in order of appearance."""
+    uuid = r"[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}"
+    for number, found in enumerate(dict.fromkeys(re.findall(uuid, html))):
+        html = html.replace(found, f"superposition-explorer-{number}")
+    ids = {
+        found: f"p{n}"
+        for n, found in enumerate(dict.fromkeys(re.findall(r'(?<=["\'])p\d+(?=["\'])', html)))
+    }
+    return re.sub(r'(?<=["\'])p\d+(?=["\'])', lambda match: ids[match.group()], html)
 
 
 def model(w: store.Weights, k: int) -> tuple[str, float, int]:

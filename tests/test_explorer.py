@@ -1,0 +1,100 @@
+"""The explorer's data (src/superposition/explorer.py): what the page decodes is what the
+weight files hold, measured as the chapters measure it; the page is the same on every build;
+its links name real models; the site's explorer stays inside its size budget."""
+
+from __future__ import annotations
+
+import base64
+import json
+import re
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from superposition import analysis, experiments, explorer
+
+ROOT = Path(__file__).resolve().parents[1]
+HTML = ROOT / "_build" / "html"
+BUDGET = 6_000_000  # bytes: the page, its data and its scripts (issue 13)
+
+
+def decoded(data: dict, key: str, dtype: str, shape: tuple[int, ...]) -> np.ndarray:
+    return np.frombuffer(base64.b64decode(data[key]), dtype).reshape(shape)
+
+
+@pytest.mark.parametrize("name", ["no-superposition", "asymmetric-motif", "capacity-m10-equal"])
+def test_the_data_decode_to_the_files_weights_and_the_books_measures(trained, name):
+    w = trained(name)
+    E = w.experiment
+    data = explorer.experiment_data(w)
+    i, m, n = E.n_instances, E.n_hidden, E.n_features
+    R1, R2 = analysis.rescale(w.W1.double(), w.W2.double())
+    W1 = decoded(data, "W1", "<i2", (i, m, n)) / explorer.STEPS
+    W2 = decoded(data, "W2", "<i2", (i, n, m)) * np.array(data["w2_step"])[:, None, None]
+    scale = decoded(data, "scale", "<f4", (i, m))
+    assert np.abs(W1 - R1.numpy()).max() <= 0.5 / explorer.STEPS + 1e-7
+    assert np.abs(W2 - w.W2.numpy()).max() <= 0.51 * max(data["w2_step"])  # as in the file
+    # what the hover calls "in the file" for W1: rescaled times the neuron's factor; and W2
+    # rescaled is the file's times that factor
+    raw = W1 * scale[:, :, None]
+    assert np.abs(raw - w.W1.numpy()).max() <= 1e-4 * float(w.W1.abs().max())
+    assert np.abs(W2 * scale[:, None, :] - R2.numpy()).max() <= 1e-4 * float(R2.abs().max())
+    order = decoded(data, "order", "<i2", (i, m))
+    assert [list(o) for o in order] == [analysis.neuron_order(R1[k], R2[k]) for k in range(i)]
+    kind = decoded(data, "kind", "u1", (i, m))
+    poly, dead = analysis.polysemantic_neurons(w.W1, w.W2), analysis.dead_neurons(w.W1, w.W2)
+    assert (kind == (poly.int() + 2 * dead.int()).numpy()).all()
+    sup = decoded(data, "sup", "<f4", (i, n))
+    assert np.allclose(sup, analysis.superposition(R1).numpy(), rtol=1e-5, atol=1e-6)
+    best = [x["best"] for x in data["instances"]]
+    assert sum(best) == len(E.feature_probs)
+    assert all(best[w.best(p)] for p in E.feature_probs)
+
+
+def test_a_hand_built_model_round_trips(trained):
+    """Controls: a known weight lands at its neuron and feature, with its sign."""
+    w = trained("no-superposition")
+    W1 = torch.zeros_like(w.W1)
+    W1[0, 2, 1] = -0.5  # instance 0: neuron 2 reads feature 1 with weight -0.5
+    W1[0, 0, 0] = 2.0
+    fake = type(w)(**{**w.__dict__, "W1": W1})
+    data = explorer.experiment_data(fake)
+    m, n = w.experiment.n_hidden, w.experiment.n_features
+    R1 = decoded(data, "W1", "<i2", (w.experiment.n_instances, m, n))[0] / explorer.STEPS
+    scale = decoded(data, "scale", "<f4", (w.experiment.n_instances, m))[0]
+    assert R1[2, 1] == -1.0 and scale[2] == pytest.approx(0.5)
+    assert R1[0, 0] == 1.0 and scale[0] == pytest.approx(2.0)
+    assert np.count_nonzero(R1) == 2
+
+
+def test_the_page_is_the_same_on_every_build():
+    first, second = explorer.page_html(), explorer.page_html()
+    assert first == second
+    assert not re.search(r"[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-", first)  # no random UUID
+    assert "https://" not in first and "http://" not in first  # nothing from another host
+
+
+def test_links_name_the_model_and_the_capacity_grid_names_real_experiments():
+    assert explorer.link("sparsity-sweep", 0.03, 4) == (
+        "explore.html?experiment=sparsity-sweep&p=0.03&seed=4"
+    )
+    grid = explorer.capacity_family()
+    assert {c["name"] for c in grid} <= set(experiments.REGISTRY)
+    assert len({(c["m"], c["profile"]) for c in grid}) == len(grid) == 6
+
+
+def test_the_published_explorer_is_complete_and_within_budget():
+    folder = HTML / explorer.FOLDER
+    if not (HTML / "book" / f"{explorer.PAGE}.html").exists():
+        pytest.fail(f"no explorer in {HTML}: run `make book` first")
+    names = {path.stem for path in folder.glob("*.js")}
+    assert set(experiments.REGISTRY) <= names  # every published model is reachable
+    settings = (folder / "settings.js").read_text()
+    catalogue = json.loads(settings[settings.index("(") + 1 : settings.rindex(")")])["catalogue"]
+    assert [e["name"] for e in catalogue] == list(experiments.REGISTRY)
+    total = sum(p.stat().st_size for p in folder.iterdir()) + (
+        HTML / "book" / f"{explorer.PAGE}.html"
+    ).stat().st_size
+    assert total <= BUDGET, f"{total / 1e6:.2f} MB"
