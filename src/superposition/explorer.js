@@ -83,7 +83,7 @@
       const cap = inFamily(st.name) && (!own.includes(st.name) || args.experiment.value === "capacity");
       const options = X.cfg.catalogue.filter((e) => own.includes(e.name))
         .map((e) => [e.name, `${e.label}: ${e.title}`]);
-      options.push(["capacity", "D, E: capacity (pick a width and an importance)"]);
+      options.push(["capacity", "D, E: capacity (width × importance)"]);
       args.experiment.options = options;
       args.experiment.value = cap ? "capacity" : st.name;
       args.width.options = [...new Set(family().map((c) => String(c.m)))];
