@@ -11,7 +11,7 @@ PORT   ?= 8000
 
 DEVICE ?= auto
 
-.PHONY: setup lock figures book test bench serve lint clean
+.PHONY: setup lock figures book test bench bench-explorer serve lint clean
 
 setup: $(PKG)
 
@@ -62,3 +62,7 @@ clean:
 # Training speed, side by side (not part of `make test`).
 bench: setup
 	$(PY) bench/bench_train.py
+
+# How fast the site's model explorer draws its first view (headless Chromium; needs the book).
+bench-explorer: book
+	$(PY) bench/bench_explorer.py

@@ -94,7 +94,8 @@ def test_the_published_explorer_is_complete_and_within_budget():
     settings = (folder / "settings.js").read_text()
     catalogue = json.loads(settings[settings.index("(") + 1 : settings.rindex(")")])["catalogue"]
     assert [e["name"] for e in catalogue] == list(experiments.REGISTRY)
-    total = sum(p.stat().st_size for p in folder.iterdir()) + (
-        HTML / "book" / f"{explorer.PAGE}.html"
-    ).stat().st_size
+    total = (
+        sum(p.stat().st_size for p in folder.iterdir())
+        + (HTML / "book" / f"{explorer.PAGE}.html").stat().st_size
+    )
     assert total <= BUDGET, f"{total / 1e6:.2f} MB"

@@ -1,7 +1,8 @@
 """The model explorer (book/explore.md) in headless Chromium: it draws the model its address
 or its controls ask for, its hovers show the weights the published weight files hold (read
-here independently, with safetensors), a tapped neuron is marked in all three views, and the
-first view is drawn within 2 s. The page's console errors and requests to other hosts are
+here independently, with safetensors), a tapped neuron is marked in all three views. How fast
+the first view is drawn is measured by bench/bench_explorer.py (`make bench-explorer`), not
+here. The page's console errors and requests to other hosts are
 checked with every other page in test_browser.py. Needs the built book:
 
     make book && .venv/bin/python -m pytest -q tests/test_explorer_browser.py
@@ -28,7 +29,6 @@ pytestmark = pytest.mark.browser
 ROOT = Path(__file__).resolve().parents[1]
 HTML = ROOT / "_build" / "html"
 PAGE = "book/explore.html"
-FIRST_VIEW_MS = 2000
 
 # Screen position of data point (x, y) of the named Bokeh plot, scrolled into view.
 POSITION = """([name, x, y]) => {
@@ -172,11 +172,10 @@ def plot_element(page: Page, plot: str):
     return handle.as_element()
 
 
-def test_the_default_view_is_the_sparsity_chapters_and_drawn_within_2_s(
+def test_the_default_view_is_the_sparsity_chapters_lowest_loss_model(
     browser: Browser, base_url: str
 ) -> None:
     page = open_explorer(browser, base_url + PAGE)
-    drawn = int(page.evaluate("document.documentElement.dataset.explorerDrawnMs"))
     name, p, seed = model(page)
     _, _, probs, seeds = weights(name)
     page.context.close()
@@ -185,7 +184,6 @@ def test_the_default_view_is_the_sparsity_chapters_and_drawn_within_2_s(
         loss = json.loads(f.metadata()["final_loss"])
     at_p = [k for k, q in enumerate(probs) if q == p]
     assert seed == seeds[min(at_p, key=loss.__getitem__)]  # the lowest-loss seed
-    assert drawn <= FIRST_VIEW_MS, f"first view drawn {drawn} ms after navigation"
 
 
 @pytest.mark.parametrize("control, option", [("p", "0.001"), ("seed", "5")])
