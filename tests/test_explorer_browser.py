@@ -221,6 +221,11 @@ def test_a_tapped_neuron_is_marked_in_every_view(browser: Browser, base_url: str
     page.mouse.click(*page.evaluate(POSITION, ["matrix", 50, 7]))  # row 7 of the matrix
     selected = """() => Bokeh.documents[0].get_model_by_name("neurons").selected.indices"""
     assert page.evaluate(selected) == [7]
+    edges = page.evaluate("""() => { const d = Bokeh.documents[0];
+        const e = d.get_model_by_name("edges"), n = d.get_model_by_name("neurons");
+        return [e.selected.indices.map((i) => e.data.neuron[i]), n.data.neuron[7],
+                e.data.neuron.filter((j) => j === n.data.neuron[7]).length]; }""")
+    assert edges[0] and set(edges[0]) == {edges[1]} and len(edges[0]) == edges[2]  # its edges
     page.wait_for_timeout(200)
     changed = {v: plot_element(page, v).screenshot() != before[v] for v in views}
     assert all(changed.values()), changed

@@ -8,7 +8,8 @@
   const base = document.currentScript.src.replace(/[^/]*$/, "");
   const STEPS = 32767; // explorer.STEPS
   const EDGE = 0.1; // explorer.GRAPH_THRESHOLD
-  const MIN_BLOCK = 0.01; // weights this small are left out of the stack plot (as in the book)
+  const MIN_BLOCK = 0.01;
+  const GAP = 0.04; // of the graph's unit distance between layers // weights this small are left out of the stack plot (as in the book)
   const POSITIVE = "#2166ac", NEGATIVE = "#b2182b"; // plots.POSITIVE, plots.NEGATIVE
   const KIND = ["monosemantic", "polysemantic", "dead"];
   const KIND_FILL = ["#d9d9d9", "#8c8c8c", "#ffffff"];
@@ -144,8 +145,11 @@
     const yOut = new Map(writes.map((i, r) => [i, spread(writes.length)(r)]));
     const edges = { x0: [], y0: [], x1: [], y1: [], color: [], width: [], neuron: [], feature: [],
       w: [], raw: [], matrix: [] };
+    // Edges stop short of the nodes, so hovering a node shows the node, not every edge at it.
     const edge = (x0, y0, x1, y1, w, raw, j, i, matrix) => {
-      edges.x0.push(x0); edges.y0.push(y0); edges.x1.push(x1); edges.y1.push(y1);
+      const gap = GAP * (y1 - y0);
+      edges.x0.push(x0 + GAP); edges.y0.push(y0 + gap); edges.x1.push(x1 - GAP);
+      edges.y1.push(y1 - gap);
       edges.color.push(w > 0 ? POSITIVE : NEGATIVE); edges.width.push(Math.min(4, 2 * Math.abs(w)));
       edges.neuron.push(j); edges.feature.push(i); edges.w.push(w); edges.raw.push(raw);
       edges.matrix.push(matrix);
@@ -188,6 +192,7 @@
     });
 
     args.neurons.selected.indices = [];
+    args.edges.selected.indices = [];
     args.cells.data = cells;
     args.segments.data = seg;
     args.edges.data = edges;
@@ -246,6 +251,15 @@
       throw error;
     });
   }
+
+  // A tapped neuron: its edges are selected too, so the graph shows them over the rest.
+  X.selected = (args) => {
+    const rank = args.neurons.selected.indices[0];
+    const j = rank === undefined ? null : args.neurons.data.neuron[rank];
+    const mine = [];
+    args.edges.data.neuron.forEach((n, e) => { if (n === j) mine.push(e); });
+    args.edges.selected.indices = mine;
+  };
 
   X.start = (args) => { X.startedAt = performance.now(); return show(args, fromAddress(), false); };
 

@@ -302,6 +302,8 @@ def document():
     graph.axis.visible = False
     lines = graph.segment("x0", "y0", "x1", "y1", source=edges, line_color="color",
                           line_width="width", line_alpha=0.75)  # fmt: skip
+    lines.selection_glyph = lines.glyph.clone(line_alpha=1.0)  # a tapped neuron's edges
+    lines.nonselection_glyph = lines.glyph.clone(line_alpha=0.08)
     graph.add_tools(HoverTool(renderers=[lines], line_policy="interp", tooltips=[
         ("", "@matrix"), ("rescaled", "@w{0.0000}"), ("in the file", "@raw{0.000000}"),
     ]))  # fmt: skip
@@ -335,6 +337,7 @@ def document():
         "y_stack": y_stack, "y_poly": y_poly,
         "value": value, **controls,
     }  # fmt: skip
+    neurons.selected.js_on_change("indices", CustomJS(args=models, code=_call("selected(args)")))
     for name, widget in controls.items():
         widget.js_on_change("value", CustomJS(args=models, code=_call(f"changed(args, {name!r})")))
     layout = column(
