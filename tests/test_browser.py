@@ -77,7 +77,7 @@ WIDTHS = (1280, 390)  # a laptop, a phone
 @pytest.mark.parametrize("width", WIDTHS, ids=[f"{w}px" for w in WIDTHS])
 @pytest.mark.parametrize("path", PAGES, ids=PAGES)
 def test_page_works_in_a_browser(check: Check, path: str, width: int) -> None:
-    """Also: no sideways scrolling of the page, and no figure text under 8 CSS px."""
+    """Also: no sideways scrolling of the page, and no figure text under 9 CSS px."""
     problems = check(HTML, path, width=width)
     assert not problems, f"{len(problems)} problem(s) on {path}:\n" + "\n".join(problems)
 
