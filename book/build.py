@@ -125,8 +125,8 @@ def publish_weights(dest: Path) -> None:
 
 def prepare_extra(fresh_figures: bool) -> None:
     """Before Sphinx: fill _build/site_extra/ with the weights it publishes and the model
-    explorer's scripts, and empty its
-    figures/ when every chapter runs again (a chapter served from the cache keeps its SVGs)."""
+    explorer's scripts, and empty its figures/ when every chapter runs again (a chapter
+    served from the cache keeps its SVGs)."""
     publish_weights(EXTRA / "weights")
     from superposition import explorer
 

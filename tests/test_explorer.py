@@ -13,7 +13,7 @@ import numpy as np
 import pytest
 import torch
 
-from superposition import analysis, experiments, explorer
+from superposition import analysis, experiments, explorer, plots
 
 ROOT = Path(__file__).resolve().parents[1]
 HTML = ROOT / "_build" / "html"
@@ -92,8 +92,11 @@ def test_the_published_explorer_is_complete_and_within_budget():
     names = {path.stem for path in folder.glob("*.js")}
     assert set(experiments.REGISTRY) <= names  # every published model is reachable
     settings = (folder / "settings.js").read_text()
-    catalogue = json.loads(settings[settings.index("(") + 1 : settings.rindex(")")])["catalogue"]
-    assert [e["name"] for e in catalogue] == list(experiments.REGISTRY)
+    found = json.loads(settings[settings.index("(") + 1 : settings.rindex(")")])
+    assert [e["name"] for e in found["catalogue"]] == list(experiments.REGISTRY)
+    constants = found["constants"]  # the browser draws with the package's own constants
+    assert (constants["steps"], constants["edge"]) == (explorer.STEPS, plots.GRAPH_THRESHOLD)
+    assert (constants["positive"], constants["negative"]) == (plots.POSITIVE, plots.NEGATIVE)
     total = (
         sum(p.stat().st_size for p in folder.iterdir())
         + (HTML / "book" / f"{explorer.PAGE}.html").stat().st_size

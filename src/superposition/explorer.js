@@ -6,17 +6,20 @@
 (function () {
   "use strict";
   const base = document.currentScript.src.replace(/[^/]*$/, "");
-  const STEPS = 32767; // explorer.STEPS
-  const EDGE = 0.1; // explorer.GRAPH_THRESHOLD
-  const MIN_BLOCK = 0.01;
-  const GAP = 0.04; // of the graph's unit distance between layers // weights this small are left out of the stack plot (as in the book)
-  const POSITIVE = "#2166ac", NEGATIVE = "#b2182b"; // plots.POSITIVE, plots.NEGATIVE
-  const KIND = ["monosemantic", "polysemantic", "dead"];
-  const KIND_FILL = ["#d9d9d9", "#8c8c8c", "#ffffff"];
+  // explorer.py's constants arrive with settings.js: the int16 step, the graph's edge
+  // threshold, the smallest weight the stack plot draws, the sign colours, the neuron fills.
+  let STEPS, EDGE, MIN_BLOCK, POSITIVE, NEGATIVE, KIND_FILL;
+  const KIND = ["monosemantic", "polysemantic", "dead"]; // explorer.py's "kind" codes
+  const GAP = 0.04; // edges stop this far from the nodes (the layers are 1 apart)
   const X = { data: {}, cfg: null, updating: false, state: null };
   window.SuperpositionExplorer = X;
 
-  X.settings = (cfg) => { X.cfg = cfg; prefetch(); };
+  X.settings = (cfg) => {
+    X.cfg = cfg;
+    ({ steps: STEPS, edge: EDGE, minBlock: MIN_BLOCK, positive: POSITIVE, negative: NEGATIVE,
+      kindFill: KIND_FILL } = cfg.constants);
+    prefetch();
+  };
   X.register = (d) => { X.data[d.name] = d; };
 
   const loading = {};

@@ -34,7 +34,7 @@ from . import analysis, experiments, store
 FOLDER = "explorer"  # at the site's root, beside weights/ and figures/
 PAGE = "explore"  # the chapter, book/explore.md
 STEPS = 32767  # int16 steps for the largest weight
-GRAPH_THRESHOLD = 0.1  # the chapters' graph threshold (plots.GRAPH_THRESHOLD)
+MIN_BLOCK = 0.01  # smaller |W1| are left out of the stack plot, as in the sparsity chapter
 BOKEH_FILES = ("bokeh", "bokeh-widgets")  # BokehJS core and its widgets (the controls)
 DEFAULT = ("sparsity-sweep", 0.03)  # the sparsity chapter's intermediate model, best seed
 VALUE_FLOOR = 0.05  # the bottom of the superposition colour scale (plots.value_norm's)
@@ -120,13 +120,18 @@ def write_site(dest: Path) -> Path:
     folder = dest / FOLDER
     shutil.rmtree(folder, ignore_errors=True)
     folder.mkdir(parents=True)
-    top = 0.0
+    from . import plots
+
+    top = 0.0  # the superposition scale's top: the largest of any feature a neuron reads
     for E in experiments.REGISTRY.values():
-        data = experiment_data(store.load(E))
+        w = store.load(E)
+        data = experiment_data(w)
         (folder / f"{E.name}.js").write_text(
             f"SuperpositionExplorer.register({json.dumps(data, separators=(',', ':'))});\n"
         )
-        top = max(top, float(np.frombuffer(base64.b64decode(data["sup"]), "<f4").max()))
+        R1, _ = analysis.rescale(w.W1.double(), w.W2.double())
+        read = R1.abs().amax(1) > MIN_BLOCK  # [instances, n]
+        top = max(top, float(analysis.superposition(R1)[read].max()))
     shutil.copy(Path(__file__).with_name("explorer.js"), folder / "explorer.js")
     static = Path(bokeh.__file__).parent / "server" / "static" / "js"
     for name in BOKEH_FILES:
@@ -138,6 +143,11 @@ def write_site(dest: Path) -> Path:
                 "catalogue": catalogue(),
                 "capacity": capacity_family(),
                 "supTop": top,
+                "constants": {
+                    "steps": STEPS, "edge": plots.GRAPH_THRESHOLD, "minBlock": MIN_BLOCK,
+                    "positive": plots.POSITIVE, "negative": plots.NEGATIVE,
+                    "kindFill": ["#d9d9d9", _hex(plots.SHADE), "#ffffff"],  # mono, poly, dead
+                },
                 "default": DEFAULT,
                 "standalone": [
                     n
