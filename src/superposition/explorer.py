@@ -144,8 +144,11 @@ def write_site(dest: Path) -> Path:
                 "capacity": capacity_family(),
                 "supTop": top,
                 "constants": {
-                    "steps": STEPS, "edge": plots.GRAPH_THRESHOLD, "minBlock": MIN_BLOCK,
-                    "positive": plots.POSITIVE, "negative": plots.NEGATIVE,
+                    "steps": STEPS,
+                    "edge": plots.GRAPH_THRESHOLD,
+                    "minBlock": MIN_BLOCK,
+                    "positive": plots.POSITIVE,
+                    "negative": plots.NEGATIVE,
                     "kindFill": ["#d9d9d9", _hex(plots.SHADE), "#ffffff"],  # mono, poly, dead
                 },
                 "default": DEFAULT,
