@@ -211,6 +211,14 @@ def test_the_capacity_grid_is_reached_by_width_and_importance(
     choose(page, "Importance", "equal")
     page.wait_for_function(f"{MODEL}.startsWith('capacity-m10-equal|')")
     assert hover_mismatches(page, some_cells(page)) == []
+    choose(page, "Width m", "40")
+    choose(page, "Importance", "I = 0.8")
+    page.wait_for_function(f"{MODEL}.startsWith('sparsity-sweep|')")  # D40 is experiment B
+    shared = page.url  # and its address keeps the reader in the grid
+    page.context.close()
+    page = open_explorer(browser, shared)
+    experiment = "Bokeh.documents[0].get_model_by_name('experiment').value"
+    assert model(page)[0] == "sparsity-sweep" and page.evaluate(experiment) == "capacity"
     page.context.close()
 
 

@@ -76,7 +76,7 @@
     const asked = parseFloat(q.get("p"));
     const p = e.probs.find((v) => sameP(v, asked)) ?? (name === name0 ? p0 : e.probs[0]);
     const seed = e.seeds.includes(parseInt(q.get("seed"), 10)) ? parseInt(q.get("seed"), 10) : null;
-    return { name, p, seed };
+    return { name, p, seed, grid: q.get("grid") === "capacity" };
   }
 
   function setControls(args, st, d) {
@@ -84,9 +84,10 @@
     try {
       // B is both an experiment of its own and the capacity grid's D40.
       const own = X.cfg.standalone;
-      const cap = inFamily(st.name) && (!own.includes(st.name) || args.experiment.value === "capacity");
+      const cap = inFamily(st.name) &&
+        (!own.includes(st.name) || args.experiment.value === "capacity" || st.grid);
       const options = X.cfg.catalogue.filter((e) => own.includes(e.name))
-        .map((e) => [e.name, `${e.label}: ${e.title}`]);
+        .map((e) => [e.name, `${e.label}: ${e.title.replace(/ \(.*\)$/, "")}`]);
       options.push(["capacity", "D, E: capacity (width × importance)"]);
       args.experiment.options = options;
       args.experiment.value = cap ? "capacity" : st.name;
@@ -167,7 +168,7 @@
     const nodes = { x: [], y: [], color: [], label: [], feature: [], what: [], value: [] };
     const node = (x, y, i, label, what, value) => {
       nodes.x.push(x); nodes.y.push(y); nodes.color.push(d.colors[i]); nodes.label.push(label);
-      nodes.feature.push(i); nodes.what.push(`${what} ${value.toFixed(4)}`); nodes.value.push(value);
+      nodes.feature.push(i); nodes.what.push(`${what} = ${value.toFixed(4)}`); nodes.value.push(value);
     };
     for (const i of reads) node(0, yIn.get(i), i, `input x${i}`, "superposition", A.sup[k * n + i]);
     for (const i of writes) node(2, yOut.get(i), i, `output y${i}`, "bias b", A.b[k * n + i]);
@@ -225,7 +226,7 @@
     args.key.text = key;
     const counts = [0, 0, 0];
     order.forEach((j) => counts[kind(j)]++);
-    args.status.text = `<b>${d.label}</b> (${d.title}) · p = ${inst.p} · seed ${inst.seed}` +
+    args.status.text = `<b>${d.label}</b>: ${d.title} · p = ${inst.p} · seed ${inst.seed}` +
       (inst.best ? " (the lowest-loss seed at this p, the one the book draws)" : "") +
       (args.experiment.value === "capacity" && X.cfg.standalone.includes(d.name)
         ? ` · the capacity grid's D${m} is this experiment` : "") +
@@ -247,6 +248,7 @@
       draw(args, d, st);
       if (address) {
         const q = new URLSearchParams({ experiment: st.name, p: st.p, seed: st.seed });
+        if (args.experiment.value === "capacity") q.set("grid", "capacity"); // B as D40
         window.history.replaceState(null, "", "?" + q.toString());
       }
     }).catch((error) => {

@@ -253,7 +253,7 @@ def document():
     matrix = fig("matrix", "Matrix: rescaled W1, a row per neuron", 380,
                  x_range=x_features, y_range=y_ranks)  # fmt: skip
     matrix.yaxis.ticker.min_interval = 1
-    matrix.xaxis.axis_label, matrix.yaxis.axis_label = "feature", "neuron (row)"
+    matrix.xaxis.axis_label, matrix.yaxis.axis_label = "feature", "row (stack order)"
     band = matrix.rect("mx", "rank", width="mw", height=1, source=neurons, fill_alpha=0,
                        line_alpha=0)  # fmt: skip
     selectable(matrix, band, **outline)
@@ -286,7 +286,10 @@ def document():
 
     stack = fig("stack", "Stack plot of W1: a column per neuron", 360,
                 x_range=x_ranks, y_range=y_stack)  # fmt: skip
-    stack.xaxis.axis_label, stack.yaxis.axis_label = "neuron (by primary feature)", "W1 (stacked)"
+    stack.xaxis.axis_label, stack.yaxis.axis_label = (
+        "column: neurons by primary feature",
+        "W1 (stacked)",
+    )
     column_band = stack.rect("rank", "sy", width=1, height="sh", source=neurons, fill_alpha=0,
                              line_alpha=0)  # fmt: skip
     selectable(stack, column_band, **outline)
@@ -322,7 +325,7 @@ def document():
     ]))  # fmt: skip
     ends = graph.scatter("x", "y", source=nodes, size=9, fill_color="color", line_color="#444444",
                          line_width=0.5)  # fmt: skip
-    graph.add_tools(HoverTool(renderers=[ends], tooltips=[("", "@label"), ("", "@what")]))
+    graph.add_tools(HoverTool(renderers=[ends], tooltips=[("node", "@label"), ("", "@what")]))
     hidden = graph.scatter(1.0, "gy", source=neurons, size=11, fill_color="fill",
                            line_color="#444444", line_width=0.5)  # fmt: skip
     selectable(graph, hidden, line_color="#222222", line_width=3, size=16)
