@@ -11,15 +11,14 @@ Needs the built book and Debian's Chromium (`apt-get install chromium`):
 
 from __future__ import annotations
 
-import os
 import re
 import shutil
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
 import site_check
-from playwright.sync_api import Browser, sync_playwright
+from playwright.sync_api import Browser
 
 pytestmark = pytest.mark.browser
 
@@ -28,21 +27,6 @@ HTML = ROOT / "_build" / "html"
 PAGES = site_check.pages_from_toc(ROOT)
 
 Check = Callable[..., list[str]]
-
-
-@pytest.fixture(scope="module")
-def browser() -> Iterator[Browser]:
-    if not (HTML / "index.html").exists():
-        pytest.fail(f"no site in {HTML}: run `make book` first")
-    if not site_check.CHROMIUM.exists():
-        reason = f"{site_check.CHROMIUM} not found: `apt-get install chromium`"
-        if os.environ.get("CI"):
-            pytest.fail(reason)
-        pytest.skip(reason)
-    with sync_playwright() as playwright:
-        browser = site_check.launch(playwright)
-        yield browser
-        browser.close()
 
 
 @pytest.fixture(scope="module")

@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import base64
 import json
-import os
 import re
 import shutil
 from collections.abc import Iterator
@@ -21,7 +20,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import site_check
-from playwright.sync_api import Browser, Page, sync_playwright
+from playwright.sync_api import Browser, Page
 from safetensors import safe_open
 
 pytestmark = pytest.mark.browser
@@ -44,22 +43,9 @@ MODEL = "document.documentElement.dataset.explorerModel"
 
 
 @pytest.fixture(scope="module")
-def browser() -> Iterator[Browser]:
+def base_url(browser: Browser) -> Iterator[str]:
     if not (HTML / PAGE).exists():
         pytest.fail(f"no explorer in {HTML}: run `make book` first")
-    if not site_check.CHROMIUM.exists():
-        reason = f"{site_check.CHROMIUM} not found: `apt-get install chromium`"
-        if os.environ.get("CI"):
-            pytest.fail(reason)
-        pytest.skip(reason)
-    with sync_playwright() as playwright:
-        browser = site_check.launch(playwright)
-        yield browser
-        browser.close()
-
-
-@pytest.fixture(scope="module")
-def base_url() -> Iterator[str]:
     with site_check.serve(HTML) as url:
         yield url
 

@@ -107,7 +107,6 @@
   }
 
   function draw(args, d, st) {
-    const started = performance.now();
     const A = arrays(d), n = d.n, m = d.m;
     const k = d.instances.findIndex((i) => sameP(i.p, st.p) && i.seed === st.seed);
     const inst = d.instances[k];
@@ -165,10 +164,10 @@
       for (const i of writes) if (Math.abs(w2(i, j)) > EDGE)
         edge(1, y, 2, yOut.get(i), w2(i, j), raw2(i, j), j, i, `W2: neuron h${j} → output y${i}`);
     }
-    const nodes = { x: [], y: [], color: [], label: [], feature: [], what: [], value: [] };
+    const nodes = { x: [], y: [], color: [], label: [], feature: [], what: [] };
     const node = (x, y, i, label, what, value) => {
       nodes.x.push(x); nodes.y.push(y); nodes.color.push(d.colors[i]); nodes.label.push(label);
-      nodes.feature.push(i); nodes.what.push(`${what} = ${value.toFixed(4)}`); nodes.value.push(value);
+      nodes.feature.push(i); nodes.what.push(`${what} = ${value.toFixed(4)}`);
     };
     for (const i of reads) node(0, yIn.get(i), i, `input x${i}`, "superposition", A.sup[k * n + i]);
     for (const i of writes) node(2, yOut.get(i), i, `output y${i}`, "bias b", A.b[k * n + i]);
@@ -237,8 +236,6 @@
     const root = document.documentElement.dataset;
     root.explorerModel = `${d.name}|${inst.p}|${inst.seed}`;
     root.explorerDrawnMs = String(Math.round(performance.now()));
-    root.explorerDrawMs = String(Math.round(performance.now() - started));
-    root.explorerStartMs = String(Math.round(X.startedAt));
   }
 
   function show(args, st, address) {
@@ -266,7 +263,7 @@
     args.edges.selected.indices = mine;
   };
 
-  X.start = (args) => { X.startedAt = performance.now(); return show(args, fromAddress(), false); };
+  X.start = (args) => show(args, fromAddress(), false);
 
   // Ask for the address's model now, while the page and Bokeh are still loading: start()
   // finds it registered (or its script on the way; `load` waits for whichever ends first).

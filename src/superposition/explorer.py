@@ -66,15 +66,11 @@ def experiment_data(w: store.Weights) -> dict:
     sup = analysis.superposition(R1)
     order = [analysis.neuron_order(R1[k], R2[k]) for k in range(E.n_instances)]
     best = {p: w.best(p) for p in E.feature_probs}
+    read = R1.abs().amax(1) > MIN_BLOCK  # [instances, n]: features some neuron reads
     return {
-        "name": E.name,
-        "label": E.label,
-        "title": E.title,
-        "n": E.n_features,
-        "m": E.n_hidden,
-        "decay": E.importance_decay,
-        "probs": list(E.feature_probs),
-        "seeds": list(E.seeds),
+        **_summary(E),
+        # the largest superposition of a feature a neuron reads (the colour scale's top)
+        "sup_top": float(sup[read].max()) if bool(read.any()) else 0.0,
         "instances": [
             {"p": p, "seed": s, "loss": loss, "best": best[p] == k}
             for k, (p, s, loss) in enumerate(
@@ -96,21 +92,23 @@ def experiment_data(w: store.Weights) -> dict:
     }
 
 
+def _summary(E: experiments.Experiment) -> dict:
+    """What the controls need to know of an experiment."""
+    return {
+        "name": E.name,
+        "label": E.label,
+        "title": E.title,
+        "n": E.n_features,
+        "m": E.n_hidden,
+        "decay": E.importance_decay,
+        "probs": list(E.feature_probs),
+        "seeds": list(E.seeds),
+    }
+
+
 def catalogue() -> list[dict]:
-    """The experiments a reader can pick, in the book's order, with what the controls need."""
-    return [
-        {
-            "name": E.name,
-            "label": E.label,
-            "title": E.title,
-            "n": E.n_features,
-            "m": E.n_hidden,
-            "decay": E.importance_decay,
-            "probs": list(E.feature_probs),
-            "seeds": list(E.seeds),
-        }
-        for E in experiments.REGISTRY.values()
-    ]
+    """The experiments a reader can pick, in the book's order."""
+    return [_summary(E) for E in experiments.REGISTRY.values()]
 
 
 def write_site(dest: Path) -> Path:
@@ -122,16 +120,13 @@ def write_site(dest: Path) -> Path:
     folder.mkdir(parents=True)
     from . import plots
 
-    top = 0.0  # the superposition scale's top: the largest of any feature a neuron reads
+    top = 0.0  # the superposition scale's top, shared by every model
     for E in experiments.REGISTRY.values():
-        w = store.load(E)
-        data = experiment_data(w)
+        data = experiment_data(store.load(E))
         (folder / f"{E.name}.js").write_text(
             f"SuperpositionExplorer.register({json.dumps(data, separators=(',', ':'))});\n"
         )
-        R1, _ = analysis.rescale(w.W1.double(), w.W2.double())
-        read = R1.abs().amax(1) > MIN_BLOCK  # [instances, n]
-        top = max(top, float(analysis.superposition(R1)[read].max()))
+        top = max(top, data["sup_top"])
     shutil.copy(Path(__file__).with_name("explorer.js"), folder / "explorer.js")
     static = Path(bokeh.__file__).parent / "server" / "static" / "js"
     for name in BOKEH_FILES:
@@ -222,7 +217,7 @@ def document():
     poly = source("polysemanticity", "x", "top", "neuron", "kind", "color")
     edges = source("edges", "x0", "y0", "x1", "y1", "color", "width", "neuron", "feature", "w",
                    "raw", "matrix")  # fmt: skip
-    nodes = source("nodes", "x", "y", "color", "label", "feature", "what", "value")
+    nodes = source("nodes", "x", "y", "color", "label", "feature", "what")
     neurons = source("neurons", "rank", "neuron", "mx", "mw", "sy", "sh", "gy", "fill", "eff",
                      "kind")  # fmt: skip
 
