@@ -21,6 +21,10 @@ SWEEP = Experiment(
 )  # fmt: skip
 
 
+# Three seeds at two dense p's and a sparse one: a group holds instances of two p's.
+MIXED = dataclasses.replace(SWEEP, feature_probs=(1.0, 0.5, 0.005), seeds=(0, 1, 2))
+
+
 def weights(e: Experiment, seed: int = 0):
     g = torch.Generator().manual_seed(seed)
     k, m, n = e.n_instances, e.n_hidden, e.n_features
@@ -43,12 +47,15 @@ def assert_close(got, want, rtol=2e-5):
         assert (a - b).abs().max() <= rtol * b.abs().max(), (a - b).abs().max()
 
 
-def test_the_plan_groups_instances_of_one_p_and_compacts_only_sparse_ones():
+def test_the_plan_groups_instances_of_one_row_count_and_compacts_only_sparse_ones():
     groups = plan(SWEEP, CPU)
     assert [(g.start, g.stop) for g in groups] == [(0, 8), (8, 11), (11, 19), (19, 22)]
     assert [g.rows for g in groups[:2]] == [512, 512]  # p = 1: every row has a feature
     assert all(g.rows < 512 / 2 for g in groups[2:])  # p = 0.005, n = 40: 18 % of rows filled
     assert plan(SWEEP, torch.device("meta")) == (Group(0, 22, 512),)  # a GPU: one dense group
+    # two dense p's with three seeds each: one group of six; then the sparse p alone
+    assert [(g.start, g.stop) for g in plan(MIXED, CPU)] == [(0, 6), (6, 9)]
+    assert [g.rows for g in plan(MIXED, CPU)][0] == 512
 
 
 @pytest.mark.parametrize("p", [0.001, 0.003, 0.01, 0.03, 0.3])
@@ -61,11 +68,12 @@ def test_the_row_capacity_is_eight_standard_deviations_above_the_mean(p):
     assert rows % 16 == 0 or rows == batch
 
 
-def test_the_step_equals_the_dense_step_on_the_whole_batch():
-    step = make_step(SWEEP, CPU)
-    W1, W2, b = weights(SWEEP)
+@pytest.mark.parametrize("e", [SWEEP, MIXED], ids=["sweep", "mixed"])
+def test_the_step_equals_the_dense_step_on_the_whole_batch(e):
+    step = make_step(e, CPU)
+    W1, W2, b = weights(e)
     for t in (0, 7):
-        assert_close(step(W1, W2, b, torch.tensor(t)), dense_step(SWEEP, W1, W2, b, t))
+        assert_close(step(W1, W2, b, torch.tensor(t)), dense_step(e, W1, W2, b, t))
     assert step.overflows == 0
 
 

@@ -123,9 +123,13 @@ def _rows_loss_and_grads(
 ) -> tuple[Tensor, Tensor, Tensor, Tensor]:
     """The loss and gradients of a batch of `batch` rows, given as the rows `x` and a count
     of `empty` all-zero rows more (0 for the whole batch)."""
-    h = torch.relu(torch.bmm(x, W1.transpose(1, 2)))  # [instances, rows, m]
+    # Every product is laid out with the hidden axis first (h is held as h^T, [m, rows]):
+    # the same sums, but the matrix library's fast path when m is small (measured on a
+    # 2-core AMD EPYC: 0.07 ms per product for three m = 10 instances, 0.23-0.39 ms in the
+    # row-major layout; no slower at m = 40).
+    hT = torch.relu(torch.bmm(W1, x.transpose(1, 2)))  # [instances, m, rows]
     # bmm, then the bias in the fused pointwise code (faster than baddbmm on the CPU)
-    out = torch.bmm(h, W2.transpose(1, 2)) + b[:, None, :]  # [instances, rows, n]
+    out = torch.bmm(hT.transpose(1, 2), W2.transpose(1, 2)) + b[:, None, :]  # [.., rows, n]
     residual = torch.relu(out) - x.abs()  # y' - |x|
     # d loss / d out = 2 I (y' - |x|) / batch where out > 0 (the output ReLU passes it)
     scale = 2 * importance / batch
@@ -138,7 +142,7 @@ def _rows_loss_and_grads(
     else:
         loss = (importance * residual * residual).sum(-1).mean(1)
         d_b = d_out.sum(1)
-    d_W2 = torch.bmm(d_out.transpose(1, 2), h)
-    d_pre = torch.bmm(d_out, W2) * (h > 0)  # [instances, rows, m]
-    d_W1 = torch.bmm(d_pre.transpose(1, 2), x)
+    d_W2 = torch.bmm(hT, d_out).transpose(1, 2).contiguous()  # [instances, n, m]
+    d_preT = torch.bmm(W2.transpose(1, 2), d_out.transpose(1, 2)) * (hT > 0)  # [.., m, rows]
+    d_W1 = torch.bmm(d_preT, x)
     return loss, d_W1, d_W2, d_b
