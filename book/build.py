@@ -162,16 +162,25 @@ def run_child(command: list[str], cwd: Path) -> int:
     this script goes to the whole group (Jupyter Book and the kernels it starts), and the
     script waits for them to end before it exits with 128 + the signal: no orphan is left
     writing _build/html."""
-    child = subprocess.Popen(command, cwd=cwd, start_new_session=True)
     received: list[int] = []
+    started: list[subprocess.Popen] = []
 
     def forward(signum: int, frame: object) -> None:
         received.append(signum)
-        with contextlib.suppress(ProcessLookupError):  # it has just ended
-            os.killpg(child.pid, signum)
+        for child in started:
+            with contextlib.suppress(ProcessLookupError):  # it has just ended
+                os.killpg(child.pid, signum)
 
+    # Caught before the child starts, so a signal while it starts is not lost, and the child
+    # starts with these signals at their defaults: a signal this script inherited as ignored
+    # (SIGINT in a background job of a script) would otherwise stay ignored in Jupyter Book.
     previous = {sig: signal.signal(sig, forward) for sig in FORWARDED}
     try:
+        child = subprocess.Popen(command, cwd=cwd, start_new_session=True)
+        started.append(child)
+        if received:  # arrived while the child started
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(child.pid, received[0])
         code = child.wait()
     finally:
         for sig, handler in previous.items():

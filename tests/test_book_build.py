@@ -142,14 +142,23 @@ sys.exit(b.run_child([sys.executable, "-c", {child!r}, {pidfile!r}], b.ROOT))
 """
 
 
-@pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGINT], ids=["SIGTERM", "SIGINT"])
-def test_a_signal_to_the_build_stops_jupyter_book_too(tmp_path, sig):
+def _ignore_sigint() -> None:
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+
+
+@pytest.mark.parametrize(
+    ("sig", "inherited"),
+    [(signal.SIGTERM, None), (signal.SIGINT, None), (signal.SIGINT, _ignore_sigint)],
+    ids=["SIGTERM", "SIGINT", "SIGINT-started-ignored"],
+)
+def test_a_signal_to_the_build_stops_jupyter_book_too(tmp_path, sig, inherited):
     """build.py runs Jupyter Book through `run_child`: a signal to build.py reaches the child,
-    and build.py exits only after the child has."""
+    and build.py exits only after the child has. Also when build.py was started with SIGINT
+    ignored, as a background job of a shell script is (the child must not inherit that)."""
     pidfile = tmp_path / "child.pid"
     script = PARENT.format(build=str(ROOT / "book" / "build.py"), child=CHILD,
                            pidfile=str(pidfile))  # fmt: skip
-    parent = subprocess.Popen([sys.executable, "-c", script])
+    parent = subprocess.Popen([sys.executable, "-c", script], preexec_fn=inherited)
     deadline = time.monotonic() + 30
     while not (pidfile.exists() and pidfile.read_text()):
         assert time.monotonic() < deadline and parent.poll() is None
