@@ -13,7 +13,7 @@ from superposition.model import compact_loss_and_grads, loss_and_grads
 from superposition.train import GROUP_SIZE, Group, Step, make_step, plan, row_capacity
 
 CPU = torch.device("cpu")
-# Eleven instances: a dense p, and a sparse p with more seeds than one group holds.
+# A dense p and a sparse p, each with more seeds than one group holds.
 SWEEP = Experiment(
     name="step", label="S", title="step", n_features=40, n_hidden=12,
     feature_probs=(1.0, 0.005), importance_decay=0.9, seeds=tuple(range(GROUP_SIZE + 3)),
@@ -49,13 +49,17 @@ def assert_close(got, want, rtol=2e-5):
 
 def test_the_plan_groups_instances_of_one_row_count_and_compacts_only_sparse_ones():
     groups = plan(SWEEP, CPU)
-    assert [(g.start, g.stop) for g in groups] == [(0, 8), (8, 11), (11, 19), (19, 22)]
+    size, seeds = GROUP_SIZE, GROUP_SIZE + 3  # each p: one full group and a group of three
+    assert [(g.start, g.stop) for g in groups] == [
+        (0, size), (size, seeds), (seeds, seeds + size), (seeds + size, 2 * seeds)]  # fmt: skip
     assert [g.rows for g in groups[:2]] == [512, 512]  # p = 1: every row has a feature
     assert all(g.rows < 512 / 2 for g in groups[2:])  # p = 0.005, n = 40: 18 % of rows filled
-    assert plan(SWEEP, torch.device("meta")) == (Group(0, 22, 512),)  # a GPU: one dense group
-    # two dense p's with three seeds each: one group of six; then the sparse p alone
-    assert [(g.start, g.stop) for g in plan(MIXED, CPU)] == [(0, 6), (6, 9)]
-    assert [g.rows for g in plan(MIXED, CPU)][0] == 512
+    assert plan(SWEEP, torch.device("meta")) == (Group(0, 2 * seeds, 512),)  # a GPU: one group
+    # two dense p's with three seeds each: groups across the two p's; then the sparse p alone
+    mixed = plan(MIXED, CPU)
+    dense = [(s, min(s + GROUP_SIZE, 6)) for s in range(0, 6, GROUP_SIZE)]
+    assert [(g.start, g.stop) for g in mixed] == [*dense, (6, 9)]
+    assert mixed[0].stop > 3 and mixed[0].rows == 512  # the first group holds both dense p's
 
 
 @pytest.mark.parametrize("p", [0.001, 0.003, 0.01, 0.03, 0.3])

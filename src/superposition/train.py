@@ -189,12 +189,13 @@ def _keys(experiment: Experiment, base_seed: int, device: torch.device) -> Tenso
 # How a CPU step is split: one batched product over all 56 instances of experiment B works
 # on about 100 MB per step, past the caches of a 2-core AMD EPYC, while groups of at most
 # GROUP_SIZE consecutive instances that compute the same number of rows, each its own
-# compiled call, stay in them (measured side by side there: B's matrix products 17 ms per
-# step in groups of 8 against 32 ms in one call; groups of 12 were slower again). Instances
-# of different p share a group when their row counts agree (the dense p's of an experiment
-# with three seeds: 3-9 % faster per step than a group per p, in paired rounds).
+# compiled call, stay in them. Measured side by side there, in paired rounds on trained
+# weights, the time of a step relative to groups of 8: groups of 4 take 0.84-0.91 on B,
+# 0.76 on E40, 0.84 on E20, 0.70-0.81 on D10; groups of 2, 3 and 6 lie in between, and one
+# call for all of B took twice as long as groups of 8. Instances of different p share a
+# group when their row counts agree (3-9 % faster than a group per p on D10 and E20).
 # A GPU wants the opposite: one group of every instance.
-GROUP_SIZE = 8
+GROUP_SIZE = 4
 # In a sparse group only the first `rows` rows of each instance (its non-empty rows first)
 # go through the model; the rest are empty and added in closed form. `rows` is the expected
 # count of non-empty rows plus CAPACITY_SIGMAS standard deviations; a batch with more falls
