@@ -192,8 +192,12 @@ def _keys(experiment: Experiment, base_seed: int, device: torch.device) -> Tenso
 # compiled call, stay in them. Measured side by side there, in paired rounds on trained
 # weights, the time of a step relative to groups of 8: groups of 4 take 0.84-0.91 on B,
 # 0.76 on E40, 0.84 on E20, 0.70-0.81 on D10; groups of 2, 3 and 6 lie in between, and one
-# call for all of B took twice as long as groups of 8. Instances of different p share a
-# group when their row counts agree (3-9 % faster than a group per p on D10 and E20).
+# call for all of B took twice as long as groups of 8. (Early in training, from the small
+# initial weights, 4 and 8 were within the machine's noise: 0.98-1.12 in short runs of
+# train().) The grouping does not change the results: each instance's sums are the same
+# (B's and the capacity models' weights bitwise equal with groups of 4 and 8). Instances
+# of different p share a group when their row counts agree (3-9 % faster than a group per
+# p on D10 and E20).
 # A GPU wants the opposite: one group of every instance.
 GROUP_SIZE = 4
 # In a sparse group only the first `rows` rows of each instance (its non-empty rows first)
