@@ -198,3 +198,32 @@ def test_interference_lowers_the_explained_variance():
     dense = analysis.explained_variance(W1, W2, b, [1.0]).positive[0, 0]
     sparse = analysis.explained_variance(W1, W2, b, [0.01]).positive[0, 0]
     assert sparse > 0.95 > dense
+
+
+def test_errors_with_a_feature_set_match_the_model_run_row_by_row():
+    """The fused (compiled) error sums, and the eager ones, against the model itself run on
+    every row with x_i replaced by v, for every feature i and value v (empty rows included)."""
+    g = torch.Generator().manual_seed(0)
+    m, n, rows = 5, 7, 40
+    W1 = torch.randn(m, n, generator=g, dtype=torch.float64)
+    W2 = torch.randn(n, m, generator=g, dtype=torch.float64)
+    b = torch.randn(n, generator=g, dtype=torch.float64) * 0.3
+    x = torch.where(torch.rand(rows, n, generator=g) < 0.2, torch.rand(rows, n, generator=g), 0.0)
+    x = x.double()
+    assert 0 < int((x == 0).all(-1).sum()) < rows  # some rows empty, some not
+    values = torch.tensor([0.0, -0.75, -0.25, 0.25, 0.75], dtype=torch.float64)
+    expected = torch.empty(len(values), n, dtype=torch.float64)
+    for a, v in enumerate(values):
+        for i in range(n):
+            xv = x.clone()
+            xv[:, i] = v
+            y = AbsModel(W1[None], W2[None], b[None])(xv[None])[0, :, i]
+            expected[a, i] = ((y - v.abs()) ** 2).mean()
+    fused = analysis._errors_with_feature_set(W1, W2, b, x, values)
+    assert analysis._busy_error_sums.compiled  # this machine has a compiler: the fast path ran
+    torch.testing.assert_close(fused, expected, rtol=1e-12, atol=1e-14)
+    busy = x[(x != 0).any(-1)]
+    args = (busy @ W1.T, busy, W1.T.contiguous(), W2, b, values)
+    torch.testing.assert_close(
+        analysis._CompiledOrEager.eager(*args), analysis._busy_error_sums(*args), rtol=1e-12, atol=0
+    )

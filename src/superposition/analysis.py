@@ -6,6 +6,8 @@ W2: [instances, n, m], b: [instances, n]) and work in float64 for exactness.
 
 from __future__ import annotations
 
+import os
+import sys
 from collections.abc import Sequence
 from dataclasses import dataclass
 
@@ -291,13 +293,15 @@ def explained_variance(
     instances, _, n = W1.shape
     g = torch.Generator().manual_seed(FVE_SEED)
     u = [(s + 0.5) / FVE_POINTS for s in range(FVE_POINTS)]
+    values = torch.tensor([0.0, *(-v for v in u), *u], dtype=torch.float64)  # 0, side -, side +
     overall, negative, positive = (torch.empty(instances, n, dtype=torch.float64) for _ in "abc")
     for k in range(instances):
         p = float(probs[k])
         present = torch.rand(rows, n, generator=g) < p
         x = torch.where(present, torch.rand(rows, n, generator=g) * 2 - 1, 0.0).double()
-        errors = _ErrorWithFeatureSet(W1[k], W2[k], b[k], x)
-        e0, e_neg, e_pos = (errors.mean(values) for values in ([0.0], [-v for v in u], u))
+        errors = _errors_with_feature_set(W1[k], W2[k], b[k], x, values)  # [values, n]
+        e0 = errors[0]
+        e_neg, e_pos = errors[1 : 1 + FVE_POINTS].mean(0), errors[1 + FVE_POINTS :].mean(0)
         # The constant's errors on the same points, so that it scores exactly 0 (on a fine
         # grid: Var|x_i| = p/3 - p^2/4 and E[(|x_i| - p/2)^2 | side] = 1/3 - p/2 + p^2/4)
         side_var = sum((v - p / 2) ** 2 for v in u) / FVE_POINTS
@@ -308,26 +312,67 @@ def explained_variance(
     return ExplainedVariance(overall=overall, negative=negative, positive=positive)
 
 
-class _ErrorWithFeatureSet:
-    """(y'_i - |v|)^2 with x_i set to v and the other features from the rows of x, for every
-    feature i at once. Rows with no feature present are all alike (at small p, most rows):
-    they are computed once and weighted by their count."""
+def _errors_with_feature_set(W1: Tensor, W2: Tensor, b: Tensor, x: Tensor, values: Tensor):
+    """[values, n]: the mean over the rows of x of (y'_i - |v|)^2 with x_i set to v and the
+    other features from x, for every feature i and value v at once (one model: W1 [m, n]).
+    Rows with no feature present are all alike (at small p, most rows): they are computed
+    once and weighted by their count."""
+    W1T = W1.T.contiguous()  # [n, m]: the weights that read feature i
+    # A row with no feature present: the hidden layer sees v W1[:, i] alone.
+    empty = (torch.relu(values[:, None, None] * W1T) * W2).sum(-1)  # [values, n]
+    empty = (torch.relu(empty + b) - values.abs()[:, None]) ** 2
+    rows = x.shape[0]
+    x = x[(x != 0).any(-1)]
+    total = (rows - len(x)) * empty
+    if len(x):
+        total = total + _busy_error_sums(x @ W1.T, x, W1T, W2, b, values)
+    return total / rows
 
-    def __init__(self, W1: Tensor, W2: Tensor, b: Tensor, x: Tensor) -> None:
-        busy = (x != 0).any(-1)
-        x = x[busy]
-        self.rows, self.busy = len(busy), int(busy.sum())
-        # Pre-activations without feature i: W1 x - W1[:, i] x_i   -> [n, busy rows, m]
-        self.base = (x @ W1.T)[None] - x.T[:, :, None] * W1.T[:, None, :]
-        self.w1, self.w2, self.b = W1.T[:, None, :], W2[:, None, :], b[:, None]  # per feature i
 
-    def mean(self, values: Sequence[float]) -> Tensor:  # [n]: mean over rows and values
-        total = torch.zeros(self.w1.shape[0], dtype=torch.float64)
-        for v in values:
-            # (a product and a sum, not bmm: a batched matrix-vector product is slow on the CPU)
-            empty = (torch.relu(v * self.w1) * self.w2).sum(-1)[:, 0]  # [n]
-            empty = (torch.relu(empty + self.b[:, 0]) - abs(v)) ** 2
-            busy = (torch.relu(self.base + v * self.w1) * self.w2).sum(-1)  # [n, busy rows]
-            busy = ((torch.relu(busy + self.b) - abs(v)) ** 2).sum(-1)
-            total += ((self.rows - self.busy) * empty + busy) / self.rows
-        return total / len(values)
+def _without_feature(P: Tensor, x: Tensor, W1T: Tensor) -> Tensor:  # [n, rows, m]
+    """The hidden pre-activations of rows x [rows, n] (P = x W1^T, [rows, m]) with feature i
+    left out, for every feature i: P - x_i W1[:, i]."""
+    return P[None] - x.T[:, :, None] * W1T[:, None, :]
+
+
+def _error_sums(base: Tensor, W1T: Tensor, W2: Tensor, b: Tensor, values: Tensor) -> Tensor:
+    """[values, n]: the sum over rows of (y'_i - |v|)^2 with x_i set to v, for every value v
+    and feature i, from the pre-activations without it (`_without_feature`)."""
+    pre = base[None] + values[:, None, None, None] * W1T[None, :, None, :]  # [v, n, rows, m]
+    y = (torch.relu(pre) * W2[None, :, None, :]).sum(-1)  # [values, n, rows]
+    return ((torch.relu(y + b[None, :, None]) - values.abs()[:, None, None]) ** 2).sum(-1)
+
+
+def _busy_error_sums_fused(P: Tensor, x: Tensor, W1T: Tensor, W2: Tensor, b: Tensor, values):
+    return _error_sums(_without_feature(P, x, W1T), W1T, W2, b, values)
+
+
+class _CompiledOrEager:
+    """`_error_sums` of every value at once, compiled into fused loops that never hold the
+    [values, n, rows, m] pre-activations (about 10x faster than eager code on a dense model),
+    or, when SUPERPOSITION_COMPILE=0 or compiling fails, eagerly one value at a time."""
+
+    def __init__(self) -> None:
+        self.compiled = os.environ.get("SUPERPOSITION_COMPILE", "1") != "0"
+        self.fn = None
+
+    @staticmethod
+    def eager(P: Tensor, x: Tensor, W1T: Tensor, W2: Tensor, b: Tensor, values) -> Tensor:
+        base = _without_feature(P, x, W1T)
+        return torch.cat([_error_sums(base, W1T, W2, b, v[None]) for v in values])
+
+    def __call__(self, *args) -> Tensor:
+        if not self.compiled:
+            return self.eager(*args)
+        if self.fn is None:
+            self.fn = torch.compile(_busy_error_sums_fused, dynamic=True, fullgraph=True)
+        try:
+            return self.fn(*args)
+        except Exception as exc:  # noqa: BLE001 - any compiler failure falls back to eager
+            print(f"torch.compile failed ({type(exc).__name__}: {exc}); measuring eagerly",
+                  file=sys.stderr)  # fmt: skip
+            self.compiled = False
+            return self.eager(*args)
+
+
+_busy_error_sums = _CompiledOrEager()
