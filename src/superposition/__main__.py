@@ -62,6 +62,13 @@ def _on_signal(signum: int, frame: object) -> None:
     sys.exit(128 + signum)
 
 
+def _on_interrupt(signum: int, frame: object) -> None:
+    """Ctrl-C: remembered like a SIGTERM (so a swallowed one still stops the run), then
+    raised as usual."""
+    _stopped_by.append(signum)
+    raise KeyboardInterrupt
+
+
 def _raise_if_stopped() -> None:
     if _stopped_by:
         sys.exit(128 + _stopped_by[0])
@@ -155,8 +162,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser = _parser()
     args = parser.parse_args(argv)
     # A polite kill (SIGTERM) unwinds like Ctrl-C, so a half-written temporary file is
-    # removed; the cached file is only ever replaced whole.
+    # removed; the cached file is only ever replaced whole. Both are remembered, so a stop
+    # that some library swallows still ends the run before anything is saved. A SIGINT that
+    # this process was started ignoring (a background job) stays ignored.
     signal.signal(signal.SIGTERM, _on_signal)
+    if signal.getsignal(signal.SIGINT) is signal.default_int_handler:
+        signal.signal(signal.SIGINT, _on_interrupt)
     try:
         if args.command == "figures":
             code = cmd_figures(args, parser)

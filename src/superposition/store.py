@@ -32,9 +32,11 @@ import os
 import platform
 import re
 import shutil
+import signal
 import stat
 import tempfile
 import time
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -260,10 +262,24 @@ def _temporary(path: Path) -> tuple[int, str]:
     return fd, tmp
 
 
+@contextmanager
+def _stops_held():
+    """Hold SIGINT and SIGTERM back while a temporary file is created and its name stored:
+    a stop in between would leave the file behind. One that arrives meanwhile is raised
+    as the block ends, where the caller's clean-up knows the name."""
+    mask = signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGINT, signal.SIGTERM})
+    try:
+        yield
+    finally:
+        signal.pthread_sigmask(signal.SIG_SETMASK, mask)
+
+
 def _atomic_write(path: Path, data: bytes) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = _temporary(path)
+    tmp = None
     try:
+        with _stops_held():
+            fd, tmp = _temporary(path)
         umask = os.umask(0)
         os.umask(umask)
         os.fchmod(fd, 0o666 & ~umask)  # mkstemp makes the file private; weights are not
@@ -273,7 +289,8 @@ def _atomic_write(path: Path, data: bytes) -> None:
             os.fsync(f.fileno())
             os.replace(tmp, path)  # while the lock is held
     except BaseException:
-        Path(tmp).unlink(missing_ok=True)
+        if tmp is not None:
+            Path(tmp).unlink(missing_ok=True)
         raise
     dir_fd = os.open(path.parent, os.O_RDONLY)
     try:
@@ -324,9 +341,10 @@ def _probe_replace(path: Path) -> None:
     fds, names = [], []
     try:
         for _ in range(2):
-            fd, name = _temporary(path)
-            fds.append(fd)
-            names.append(name)
+            with _stops_held():
+                fd, name = _temporary(path)
+                fds.append(fd)
+                names.append(name)
         os.write(fds[0], b"probe")
         os.fsync(fds[0])
         os.replace(names[0], names[1])
