@@ -91,6 +91,8 @@ def stop_registry(monkeypatch, tmp_path):
     monkeypatch.setenv(cpu_slot.LOCK_ENV, str(tmp_path / "cpu.lock"))
     monkeypatch.setattr(cli, "_stopped_by", [])
     handlers = {s: signal.getsignal(s) for s in (signal.SIGINT, signal.SIGTERM)}
+    # as from a terminal, even when these tests run as a background job (SIGINT ignored)
+    signal.signal(signal.SIGINT, signal.default_int_handler)
     yield tmp_path
     for s, handler in handlers.items():
         signal.signal(s, handler)
