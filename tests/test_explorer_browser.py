@@ -210,7 +210,7 @@ def test_the_capacity_grid_is_reached_by_width_and_importance(
 
 def test_a_tapped_neuron_is_marked_in_every_view(browser: Browser, base_url: str) -> None:
     page = open_explorer(browser, f"{base_url}{PAGE}?experiment=sparsity-sweep&p=0.03&seed=4")
-    views = ("matrix", "stack", "graph")
+    views = ("matrix", "stack", "polysemanticity", "graph")
     before = {v: plot_element(page, v).screenshot() for v in views}
     page.mouse.click(*page.evaluate(POSITION, ["matrix", 50, 7]))  # row 7 of the matrix
     selected = """() => Bokeh.documents[0].get_model_by_name("neurons").selected.indices"""
@@ -225,6 +225,8 @@ def test_a_tapped_neuron_is_marked_in_every_view(browser: Browser, base_url: str
     assert all(changed.values()), changed
     page.mouse.click(*page.evaluate(POSITION, ["stack", 12, 0]))  # column 12 of the stack plot
     assert page.evaluate(selected) == [12]
+    page.mouse.click(*page.evaluate(POSITION, ["polysemanticity", 5, 2]))  # column 5, up high
+    assert page.evaluate(selected) == [5]
     page.context.close()
 
 

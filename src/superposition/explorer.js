@@ -183,7 +183,7 @@
     }
     const poly = { x: [], top: [], neuron: [], kind: [], color: [] };
     const neurons = { rank: [], neuron: [], mx: [], mw: [], sy: [], sh: [], gy: [], fill: [],
-      eff: [], kind: [] };
+      eff: [], kind: [], py: [], ph: [] };
     order.forEach((j, r) => {
       const e = A.eff[k * m + j];
       poly.x.push(r); poly.top.push(e); poly.neuron.push(j); poly.kind.push(KIND[kind(j)]);
@@ -193,6 +193,9 @@
       neurons.gy.push(gy[r]); neurons.fill.push(KIND_FILL[kind(j)]); neurons.eff.push(e);
       neurons.kind.push(KIND[kind(j)]);
     });
+    const polyTop = Math.max(2, ...poly.top) * 1.05;  // a tapped neuron's column, full height
+    neurons.py = order.map(() => polyTop / 2);
+    neurons.ph = order.map(() => polyTop);
 
     args.neurons.selected.indices = [];
     args.edges.selected.indices = [];
@@ -210,7 +213,7 @@
     const pad = (high - low) * 0.04;
     args.y_stack.start = low - pad; args.y_stack.end = high + pad;
     args.y_sup.start = 0; args.y_sup.end = Math.max(0.1, ...sup.top) * 1.05;
-    args.y_poly.start = 0; args.y_poly.end = Math.max(2, ...poly.top) * 1.05;
+    args.y_poly.start = 0; args.y_poly.end = polyTop;
 
     const swatch = (c, label) =>
       `<span style="white-space:nowrap;margin-right:0.7em"><span style="display:inline-block;` +

@@ -212,14 +212,14 @@ def document():
         return ColumnDataSource({c: [] for c in columns}, name=name)
 
     cells = source("cells", "x", "y", "w", "raw", "w2", "raw2", "neuron", "feature")
-    sup = source("superposition", "x", "top", "feature", "importance", "note")
+    sup = source("superposition-bars", "x", "top", "feature", "importance", "note")
     segments = source("segments", "x", "bottom", "top", "color", "neuron", "feature", "w", "raw")
-    poly = source("polysemanticity", "x", "top", "neuron", "kind", "color")
+    poly = source("polysemanticity-bars", "x", "top", "neuron", "kind", "color")
     edges = source("edges", "x0", "y0", "x1", "y1", "color", "width", "neuron", "feature", "w",
                    "raw", "matrix")  # fmt: skip
     nodes = source("nodes", "x", "y", "color", "label", "feature", "what")
     neurons = source("neurons", "rank", "neuron", "mx", "mw", "sy", "sh", "gy", "fill", "eff",
-                     "kind")  # fmt: skip
+                     "kind", "py", "ph")  # fmt: skip
 
     def fig(name: str, title: str, height: int, **kw):
         f = figure(name=name, title=title, height=height, sizing_mode="stretch_width",
@@ -304,6 +304,10 @@ def document():
     poly_plot.yaxis.axis_label = "features read"
     poly_bars = poly_plot.vbar("x", top="top", width=0.8, source=poly, fill_color="color",
                                line_color="#555555", line_width=0.5)  # fmt: skip
+    poly_band = poly_plot.rect("rank", "py", width=1, height="ph", source=neurons, fill_alpha=0,
+                               line_alpha=0)  # fmt: skip
+    selectable(poly_plot, poly_band, **outline)
+    poly_band.level = "overlay"
     poly_plot.add_tools(HoverTool(renderers=[poly_bars], tooltips=[
         ("neuron", "h@neuron"), ("features read", "@top{0.00}"), ("", "@kind"),
     ]))  # fmt: skip
