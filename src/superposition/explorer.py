@@ -273,7 +273,7 @@ def document():
                          fill_color={"field": "top", "transform": value})  # fmt: skip
     sup_plot.add_tools(HoverTool(renderers=[bars], formatters={"@importance": "printf"}, tooltips=[
         ("feature", "x@feature"), ("importance", "@importance{%.3g}"),
-        ("superposition", "@top{0.0000}"), ("", "@note"),
+        ("superposition", "@top{0.0000} @note"),  # a note only for a feature no neuron reads
     ]))  # fmt: skip
     sup_plot.add_layout(ColorBar(color_mapper=value, title="superposition (log)",
                                  title_text_font_size="11px", major_label_text_font_size="10px",
