@@ -234,7 +234,7 @@
         ? ` · the capacity grid's D${m} is this experiment` : "") +
       ` · loss ${inst.loss.toPrecision(4)} · of ${m} neurons: ${counts[1]} polysemantic, ` +
       `${counts[0]} monosemantic, ${counts[2]} dead. Hover for exact weights; tap a neuron ` +
-      `(a matrix row, a stack column or a middle node) to mark it in every view.`;
+      `(a matrix row, a stack column, a bar or a middle node) to mark it in every view.`;
     X.state = st;
     const root = document.documentElement.dataset;
     root.explorerModel = `${d.name}|${inst.p}|${inst.seed}`;
