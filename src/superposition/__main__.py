@@ -59,14 +59,9 @@ _stopped_by: list[int] = []
 
 def _on_signal(signum: int, frame: object) -> None:
     _stopped_by.append(signum)
+    if signum == signal.SIGINT:
+        raise KeyboardInterrupt  # Ctrl-C as usual, but remembered
     sys.exit(128 + signum)
-
-
-def _on_interrupt(signum: int, frame: object) -> None:
-    """Ctrl-C: remembered like a SIGTERM (so a swallowed one still stops the run), then
-    raised as usual."""
-    _stopped_by.append(signum)
-    raise KeyboardInterrupt
 
 
 def _raise_if_stopped() -> None:
@@ -167,7 +162,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     # this process was started ignoring (a background job) stays ignored.
     signal.signal(signal.SIGTERM, _on_signal)
     if signal.getsignal(signal.SIGINT) is signal.default_int_handler:
-        signal.signal(signal.SIGINT, _on_interrupt)
+        signal.signal(signal.SIGINT, _on_signal)
     try:
         if args.command == "figures":
             code = cmd_figures(args, parser)

@@ -183,7 +183,7 @@
     }
     const poly = { x: [], top: [], neuron: [], kind: [], color: [] };
     const neurons = { rank: [], neuron: [], mx: [], mw: [], sy: [], sh: [], gy: [], fill: [],
-      eff: [], kind: [], py: [], ph: [] };
+      eff: [], kind: [] };
     order.forEach((j, r) => {
       const e = A.eff[k * m + j];
       poly.x.push(r); poly.top.push(e); poly.neuron.push(j); poly.kind.push(KIND[kind(j)]);
