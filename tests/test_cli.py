@@ -85,13 +85,13 @@ def counted_training(tiny_registry, monkeypatch):
     from superposition import train as train_module
 
     calls = []
-    real = train_module.train
+    real = train_module.train_together
 
-    def counting(experiment, *args):
-        calls.append(experiment.name)
-        return real(experiment, *args)
+    def counting(batch, *args):
+        calls.extend(experiment.name for experiment in batch)
+        return real(batch, *args)
 
-    monkeypatch.setattr(train_module, "train", counting)
+    monkeypatch.setattr(train_module, "train_together", counting)
     return calls
 
 
@@ -185,14 +185,14 @@ def test_a_swallowed_stop_never_saves(tiny_registry, monkeypatch, trainer_checks
     catch-all or a finaliser), the next step ends the run, and nothing is saved after it."""
     from superposition import train as train_module
 
-    real = train_module.train
+    real = train_module.train_together
 
-    def swallowing(experiment, device, progress, stop_check):
+    def swallowing(batch, device, progress, stop_check):
         with contextlib.suppress(SystemExit):
             cli._on_signal(15, None)
-        return real(experiment, device, progress, stop_check if trainer_checks else None)
+        return real(batch, device, progress, stop_check if trainer_checks else None)
 
-    monkeypatch.setattr(train_module, "train", swallowing)
+    monkeypatch.setattr(train_module, "train_together", swallowing)
     monkeypatch.setattr(cli, "_stopped_by", [])
     with pytest.raises(SystemExit) if trainer_checks else contextlib.nullcontext() as stopped:
         code = cli.main(["figures", "--quiet"])
@@ -206,9 +206,9 @@ def test_cpu_training_holds_the_cpu_lock(tiny_registry, monkeypatch):
 
     from superposition import train as train_module
 
-    real, held = train_module.train, []
+    real, held = train_module.train_together, []
 
-    def probing(experiment, *args):
+    def probing(batch, *args):
         fd = os.open(cpu_slot.lock_path(), os.O_RDONLY)
         try:
             fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
@@ -217,8 +217,34 @@ def test_cpu_training_holds_the_cpu_lock(tiny_registry, monkeypatch):
             held.append(True)
         finally:
             os.close(fd)
-        return real(experiment, *args)
+        return real(batch, *args)
 
-    monkeypatch.setattr(train_module, "train", probing)
+    monkeypatch.setattr(train_module, "train_together", probing)
     assert cli.main(["figures", "--quiet", "--device", "cpu"]) == 0
     assert held == [True]
+
+
+def test_experiments_that_draw_the_same_batches_train_in_one_run(
+    tiny_registry, monkeypatch, capsys
+):
+    import dataclasses
+
+    from superposition import train as train_module
+
+    wider = dataclasses.replace(TINY, name="tiny-wider", n_hidden=9, importance_decay=0.5)
+    other = dataclasses.replace(TINY, name="tiny-other", data_seed=1)
+    registry = {e.name: e for e in (TINY, other, wider)}
+    monkeypatch.setattr(experiments, "REGISTRY", registry)
+    real, runs = train_module.train_together, []
+
+    def recording(batch, *args):
+        runs.append([experiment.name for experiment in batch])
+        return real(batch, *args)
+
+    monkeypatch.setattr(train_module, "train_together", recording)
+    assert cli.main(["figures", "--quiet"]) == 0
+    assert runs == [[TINY.name, wider.name], [other.name]]
+    assert all(store.status(e)[0] == "fresh" for e in registry.values())
+    out = capsys.readouterr().out
+    assert f"{TINY.name}: training 2 instances on cpu, together with 1 more" in out
+    assert f"{TINY.name}, {wider.name}: 50 steps in" in out

@@ -10,7 +10,15 @@ import torch
 from superposition.data import counter_sample, stream_keys
 from superposition.experiments import Experiment
 from superposition.model import compact_loss_and_grads, loss_and_grads
-from superposition.train import GROUP_SIZE, Group, Step, make_step, plan, row_capacity
+from superposition.train import (
+    GROUP_SIZE,
+    Group,
+    SharedStep,
+    Step,
+    make_step,
+    plan,
+    row_capacity,
+)
 
 CPU = torch.device("cpu")
 # A dense p and a sparse p, each with more seeds than one group holds.
@@ -102,3 +110,44 @@ def test_compaction_adds_the_empty_rows_in_closed_form():
     assert_close(compact, loss_and_grads(W1, W2, b, x, importance), rtol=1e-6)
     *_, overflow = compact_loss_and_grads(W1, W2, b, x, importance, rows=1)
     assert overflow
+
+
+# Another model on SWEEP's batches: a different width and importance, the same stream.
+WIDER = dataclasses.replace(SWEEP, name="wider", n_hidden=20, importance_decay=1.0)
+
+
+@pytest.mark.parametrize("tight", [False, True], ids=["planned", "overflowing"])
+def test_a_shared_step_gives_each_experiment_its_own_steps_numbers_bit_for_bit(tight):
+    # as train() allows: every shape here is compiled, none falls back to eager
+    with torch._dynamo.config.patch(recompile_limit=1024):
+        _shared_equals_alone(tight)
+
+
+def _shared_equals_alone(tight: bool) -> None:
+    groups = plan(SWEEP, CPU)
+    if tight:  # both sparse groups overflow and fall back to the whole batch
+        groups = [dataclasses.replace(g, rows=16 if g.rows < SWEEP.batch_size else g.rows)
+                  for g in groups]  # fmt: skip
+    shared = SharedStep([SWEEP, WIDER], CPU, groups)
+    alone = [Step(e, CPU, groups) for e in (SWEEP, WIDER)]
+    models = [weights(SWEEP, seed=2), weights(WIDER, seed=3)]
+    for t in (0, 7):
+        together = shared(models, torch.tensor(t))
+        for step, model, got in zip(alone, models, together, strict=True):
+            want = step(*model, torch.tensor(t))
+            assert all(torch.equal(a, b) for a, b in zip(got, want, strict=True))
+    assert shared.overflows == (4 if tight else 0)  # two groups, two steps
+    assert shared.compiled == all(step.compiled for step in alone)
+
+
+@pytest.mark.parametrize(
+    "change", [{"n_features": 41}, {"batch_size": 256}, {"data_seed": 1},
+               {"feature_probs": (1.0, 0.01)}, {"seeds": (0, 1)}, {"steps": 11}],
+    ids=lambda change: next(iter(change)),
+)  # fmt: skip
+def test_experiments_that_draw_different_batches_cannot_share_a_step(change):
+    other = dataclasses.replace(SWEEP, name="other", **change)
+    with pytest.raises(ValueError, match="do not draw the same batches"):
+        SharedStep([SWEEP, other], CPU)
+    with pytest.raises(ValueError, match="listed twice"):
+        SharedStep([SWEEP, SWEEP], CPU)

@@ -7,6 +7,7 @@ during the steps, are in test_faults.py.
 """
 
 import contextlib
+import dataclasses
 import os
 import signal
 
@@ -130,14 +131,14 @@ def test_a_stop_in_any_phase_ends_the_run_and_keeps_the_old_file(
 def test_a_swallowed_ctrl_c_never_saves(stop_registry, monkeypatch):
     """A KeyboardInterrupt that something inside training swallows is remembered: the next
     step ends the run with 130, and nothing is saved."""
-    real = train_module.train
+    real = train_module.train_together
 
-    def swallowing(experiment, device, progress, stop_check):
+    def swallowing(batch, device, progress, stop_check):
         with contextlib.suppress(KeyboardInterrupt):
             os.kill(os.getpid(), signal.SIGINT)
-        return real(experiment, device, progress, stop_check)
+        return real(batch, device, progress, stop_check)
 
-    monkeypatch.setattr(train_module, "train", swallowing)
+    monkeypatch.setattr(train_module, "train_together", swallowing)
     assert _figures() == 130
     assert not store.path_for(TINY).exists()
 
@@ -157,3 +158,33 @@ def test_every_phase_happens_in_the_tiny_run(stop_registry, monkeypatch, phase):
     wrapper = _patch_phase(monkeypatch, phase, None)
     assert _figures() == 0
     assert wrapper.fired
+
+
+# A second tiny experiment on TINY's batches: `figures` trains the two in one shared run.
+WIDER = dataclasses.replace(TINY, name="tiny-stop-wider", n_hidden=9, importance_decay=0.5)
+
+
+@pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGTERM], ids=["SIGINT", "SIGTERM"])
+def test_a_stop_in_a_shared_run_keeps_every_old_file(stop_registry, monkeypatch, sig):
+    monkeypatch.setattr(experiments, "REGISTRY", {e.name: e for e in (TINY, WIDER)})
+    assert _figures() == 0
+    monkeypatch.setattr(cli, "_stopped_by", [])
+    before = [store.path_for(e).read_bytes() for e in (TINY, WIDER)]
+    stopping = _stop(train_module.SharedStep, "__call__", sig, lambda call: call == 10)
+    monkeypatch.setattr(train_module.SharedStep, "__call__", stopping)
+    assert _figures("--force") == 128 + sig
+    assert stopping.fired == [10]
+    assert [store.path_for(e).read_bytes() for e in (TINY, WIDER)] == before
+    assert store.leftover_temporaries() == []
+
+
+@pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGTERM], ids=["SIGINT", "SIGTERM"])
+def test_a_stop_between_the_saves_of_a_shared_run_keeps_what_was_saved(
+    stop_registry, monkeypatch, sig
+):
+    monkeypatch.setattr(experiments, "REGISTRY", {e.name: e for e in (TINY, WIDER)})
+    monkeypatch.setattr(store, "save", _stop(store, "save", sig, _first, after=True))
+    assert _figures() == 128 + sig
+    assert store.status(TINY)[0] == "fresh"  # saved whole before the stop
+    assert not store.path_for(WIDER).exists()
+    assert store.leftover_temporaries() == []

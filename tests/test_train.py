@@ -5,7 +5,7 @@ import torch
 
 from superposition.devices import pick_device
 from superposition.experiments import Experiment
-from superposition.train import PHASES, lr_factor, train
+from superposition.train import PHASES, lr_factor, train, train_together
 
 SMALL = Experiment(
     name="small", label="S", title="small", n_features=3, n_hidden=6,
@@ -97,3 +97,20 @@ def test_the_result_says_where_the_time_went():
     assert all(seconds >= 0 for seconds in result.phases.values())
     assert result.phases["steps"] > 0 and result.phases["evaluation"] > 0
     assert sum(result.phases.values()) == pytest.approx(result.seconds, rel=0.05, abs=0.05)
+
+
+def test_experiments_trained_together_end_bit_for_bit_as_when_trained_alone():
+    # sparse enough that rows are compacted, with recycling, two widths and importances
+    base = dataclasses.replace(
+        SMALL, n_features=12, feature_probs=(1.0, 0.02), steps=120, recycle_at=(40, 80)
+    )
+    wider = dataclasses.replace(base, name="wider", n_hidden=9, importance_decay=0.8, lr=3e-3)
+    together = train_together([base, wider], device="cpu", progress=False)
+    for e, got in zip((base, wider), together, strict=True):
+        alone = train(e, device="cpu", progress=False)
+        for name in ("W1", "W2", "b"):
+            assert torch.equal(getattr(got, name), getattr(alone, name))
+        assert got.final_loss == alone.final_loss and got.mode == alone.mode
+    assert together[0].seconds == together[1].seconds  # the time of the whole run
+    with pytest.raises(ValueError, match="do not draw the same batches"):
+        train_together([base, dataclasses.replace(SMALL, name="other")], device="cpu")

@@ -5,8 +5,10 @@
     python -m superposition check
 
 `figures` trains every registered experiment whose cached weights are missing, corrupt or
-stale and skips the fresh ones; `list` shows each file's freshness and losses; `check`
-validates every file and exits 1 on any problem. Bad arguments exit 2 with usage.
+stale and skips the fresh ones; experiments that draw the same batches, like the capacity
+experiments, train in one run that draws each batch once. `list` shows each file's
+freshness and losses; `check` validates every file and exits 1 on any problem. Bad
+arguments exit 2 with usage.
 """
 
 from __future__ import annotations
@@ -72,7 +74,7 @@ def _raise_if_stopped() -> None:
 def cmd_figures(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
     from .cpu_slot import cpu_slot
     from .devices import pick_device  # torch start-up only when training
-    from .train import train
+    from .train import train_together
 
     try:
         device = str(pick_device(args.device))
@@ -93,21 +95,38 @@ def cmd_figures(args: argparse.Namespace, parser: argparse.ArgumentParser) -> in
     except store.WeightsUnwritable as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 1
-    for experiment, reason in todo:
-        name = experiment.name
-        print(f"{name}: training {experiment.n_instances} instances on {device} ({reason})")
-        code_hash = store.content_hash(experiment)
-        with cpu_slot(f"figures --only {name}") if device == "cpu" else nullcontext():
-            result = train(experiment, device, not args.quiet, _raise_if_stopped)
+    for batch in _together(todo):
+        names = ", ".join(experiment.name for experiment, _ in batch)
+        for experiment, reason in batch:
+            together = f", together with {len(batch) - 1} more" if len(batch) > 1 else ""
+            print(
+                f"{experiment.name}: training {experiment.n_instances} instances on {device}"
+                f"{together} ({reason})"
+            )
+        code_hashes = [store.content_hash(experiment) for experiment, _ in batch]
+        only = " ".join(f"--only {experiment.name}" for experiment, _ in batch)
+        with cpu_slot(f"figures {only}") if device == "cpu" else nullcontext():
+            results = train_together(
+                [experiment for experiment, _ in batch], device, not args.quiet, _raise_if_stopped
+            )
         if _stopped_by:
             return 128 + _stopped_by[0]  # a stop that was swallowed: never save after it
-        path = store.save(experiment, result, code_hash=code_hash)
-        print(
-            f"{name}: {experiment.steps} steps in {result.seconds:.1f} s "
-            f"({experiment.steps / result.seconds:.0f} steps/s), "
-            f"process peak RSS {_peak_rss_mib():.0f} MiB, saved {path}"
-        )
+        steps, seconds = batch[0][0].steps, results[0].seconds
+        print(f"{names}: {steps} steps in {seconds:.1f} s ({steps / seconds:.0f} steps/s), "
+              f"process peak RSS {_peak_rss_mib():.0f} MiB")  # fmt: skip
+        for (experiment, _), result, code_hash in zip(batch, results, code_hashes, strict=True):
+            print(f"{experiment.name}: saved {store.save(experiment, result, code_hash=code_hash)}")
     return 0
+
+
+def _together(todo: list[tuple]) -> list[list[tuple]]:
+    """The experiments to train, in batches that draw the same training batches
+    (`Experiment.batch_stream`), each trained in one run that draws them once; in the order
+    of each batch's first experiment."""
+    batches: dict[tuple, list[tuple]] = {}
+    for item in todo:
+        batches.setdefault(item[0].batch_stream(), []).append(item)
+    return list(batches.values())
 
 
 def _loss_summary(weights: store.Weights) -> str:

@@ -75,6 +75,13 @@ class Experiment:
     def instance_seeds(self) -> list[int]:
         return [s for _ in self.feature_probs for s in self.seeds]
 
+    def batch_stream(self) -> tuple:
+        """What fixes every training batch of every instance, and the number of steps.
+        Experiments with equal streams draw the same batches in lockstep, so
+        `train.train_together` draws each batch once for all of them."""
+        n, batch, data_seed = self.n_features, self.batch_size, self.data_seed
+        return (n, batch, data_seed, self.feature_probs, self.seeds, self.steps)
+
     def importance(self) -> list[float]:
         """I_i for i = 0 .. n-1 (feature 0 is the most important)."""
         return [self.importance_decay**i for i in range(self.n_features)]

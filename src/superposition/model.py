@@ -92,7 +92,7 @@ def loss_and_grads(
     Returns (loss [instances], dW1 [instances, m, n], dW2 [instances, n, m], db [instances, n]).
     The masks multiply rather than select, which is what lets a compiler fuse them.
     """
-    return _rows_loss_and_grads(W1, W2, b, x, importance, x.shape[1], empty=0)
+    return rows_loss_and_grads(W1, W2, b, x, importance, x.shape[1], empty=0)
 
 
 def compact_loss_and_grads(
@@ -108,17 +108,26 @@ def compact_loss_and_grads(
     is true when some instance has more than `rows` non-empty rows: then the results are
     wrong and the caller must use `loss_and_grads` for this batch.
     """
-    instances, batch, n = x.shape
+    batch = x.shape[1]
     if rows >= batch:
         return (*loss_and_grads(W1, W2, b, x, importance), torch.zeros((), dtype=torch.bool))
+    kept, overflow = nonempty_rows(x, rows)
+    results = rows_loss_and_grads(W1, W2, b, kept, importance, batch, empty=batch - rows)
+    return (*results, overflow)
+
+
+def nonempty_rows(x: Tensor, rows: int) -> tuple[Tensor, Tensor]:
+    """The first `rows` rows of each instance's batch once its non-empty rows are moved to
+    the front (a stable sort), and `overflow`: whether some instance has more non-empty rows
+    than that. x: [instances, batch, n] -> ([instances, rows, n], 0-d bool)."""
+    instances, _, n = x.shape
     filled = (x != 0).any(-1)  # [instances, batch]
     order = torch.argsort((~filled).to(torch.int8), dim=-1, stable=True)[:, :rows]
     kept = torch.gather(x, 1, order[..., None].expand(instances, rows, n))
-    results = _rows_loss_and_grads(W1, W2, b, kept, importance, batch, empty=batch - rows)
-    return (*results, (filled.sum(-1) > rows).any())
+    return kept, (filled.sum(-1) > rows).any()
 
 
-def _rows_loss_and_grads(
+def rows_loss_and_grads(
     W1: Tensor, W2: Tensor, b: Tensor, x: Tensor, importance: Tensor, batch: int, empty: int
 ) -> tuple[Tensor, Tensor, Tensor, Tensor]:
     """The loss and gradients of a batch of `batch` rows, given as the rows `x` and a count
