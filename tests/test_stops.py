@@ -14,7 +14,7 @@ import signal
 import pytest
 
 from superposition import __main__ as cli
-from superposition import cpu_slot, experiments, store
+from superposition import compiling, cpu_slot, experiments, store
 from superposition import train as train_module
 from superposition.experiments import Experiment
 
@@ -59,7 +59,7 @@ PHASES = {
     "start-up": (store, "prepare", _first, False),
     # a temporary file of the write probe exists; its name is not yet stored
     "start-up-probe": (store, "_temporary", _first, True),
-    "compilation": (train_module._CompiledStep, "__call__", _first, False),
+    "compilation": (compiling.CompiledOrEager, "__call__", _first, False),
     "steps": (train_module.Step, "__call__", lambda call: call == 10, False),
     "recycling": (train_module, "recycle", _first, False),
     "evaluation": (train_module, "evaluate", _first, False),

@@ -6,14 +6,13 @@ W2: [instances, n, m], b: [instances, n]) and work in float64 for exactness.
 
 from __future__ import annotations
 
-import os
-import sys
 from collections.abc import Sequence
 from dataclasses import dataclass
 
 import torch
 from torch import Tensor
 
+from .compiling import CompiledOrEager, compile_wanted
 from .model import DEAD_FRACTION, neuron_effect
 
 # A feature counts as computed (on one side) when, with only that feature present, its
@@ -347,32 +346,18 @@ def _busy_error_sums_fused(P: Tensor, x: Tensor, W1T: Tensor, W2: Tensor, b: Ten
     return _error_sums(_without_feature(P, x, W1T), W1T, W2, b, values)
 
 
-class _CompiledOrEager:
-    """`_error_sums` of every value at once, compiled into fused loops that never hold the
-    [values, n, rows, m] pre-activations (about 10x faster than eager code on a dense model),
-    or, when SUPERPOSITION_COMPILE=0 or compiling fails, eagerly one value at a time."""
-
-    def __init__(self) -> None:
-        self.compiled = os.environ.get("SUPERPOSITION_COMPILE", "1") != "0"
-        self.fn = None
-
-    @staticmethod
-    def eager(P: Tensor, x: Tensor, W1T: Tensor, W2: Tensor, b: Tensor, values) -> Tensor:
-        base = _without_feature(P, x, W1T)
-        return torch.cat([_error_sums(base, W1T, W2, b, v[None]) for v in values])
-
-    def __call__(self, *args) -> Tensor:
-        if not self.compiled:
-            return self.eager(*args)
-        if self.fn is None:
-            self.fn = torch.compile(_busy_error_sums_fused, dynamic=True, fullgraph=True)
-        try:
-            return self.fn(*args)
-        except Exception as exc:  # noqa: BLE001 - any compiler failure falls back to eager
-            print(f"torch.compile failed ({type(exc).__name__}: {exc}); measuring eagerly",
-                  file=sys.stderr)  # fmt: skip
-            self.compiled = False
-            return self.eager(*args)
+def _eager_error_sums(P: Tensor, x: Tensor, W1T: Tensor, W2: Tensor, b: Tensor, values) -> Tensor:
+    """`_busy_error_sums_fused` one value at a time, without a compiler."""
+    base = _without_feature(P, x, W1T)
+    return torch.cat([_error_sums(base, W1T, W2, b, v[None]) for v in values])
 
 
-_busy_error_sums = _CompiledOrEager()
+# `_error_sums` of every value at once, compiled into fused loops that never hold the
+# [values, n, rows, m] pre-activations (about 10x faster than eager code on a dense model),
+# or, when SUPERPOSITION_COMPILE=0 or compiling fails, eagerly one value at a time.
+_busy_error_sums = CompiledOrEager(
+    _busy_error_sums_fused,
+    _eager_error_sums,
+    dynamic=True,
+    wanted=compile_wanted(torch.device("cpu")),
+)

@@ -53,7 +53,7 @@ from .result import TrainResult
 
 FORMAT = "superposition-weights/1"
 TENSORS = ("W1", "W2", "b")
-_TRAINING_CODE = ("data.py", "model.py", "train.py")
+_TRAINING_CODE = ("data.py", "model.py", "train.py", "compiling.py")
 _LIST_KEYS = ("feature_probs", "seeds", "final_loss")
 _REQUIRED = ("format", "experiment", "config", "content_hash", *_LIST_KEYS, "device",
              "mode", "hardware", "versions", "tensor_sha256")  # fmt: skip

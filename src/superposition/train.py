@@ -17,7 +17,6 @@ each batch once and come out bit for bit as when each is trained alone.
 from __future__ import annotations
 
 import math
-import os
 import sys
 import time
 from collections.abc import Callable, Sequence
@@ -28,6 +27,7 @@ import torch
 from torch import Tensor
 from tqdm import tqdm
 
+from .compiling import CompiledOrEager, compile_wanted
 from .data import counter_sample, stream_keys
 from .devices import pick_device
 from .experiments import Experiment
@@ -126,9 +126,7 @@ def evaluate(model: AbsModel, experiment: Experiment, probs: Tensor) -> tuple[li
         x = counter_sample(rows, probs, n, keys, chunk)  # [instances, rows, n]
         return weighted_loss(outputs(W1, W2, b, x), x, importance)  # [instances]
 
-    compiled = _compile_wanted(dev)
-    if compiled:
-        chunk_loss = _CompiledStep(chunk_loss)
+    chunk_loss = CompiledOrEager(chunk_loss, wanted=compile_wanted(dev))
     weights = (model.W1.detach(), model.W2.detach(), model.b.detach())
     total = torch.zeros(experiment.n_instances, dtype=torch.float64, device=dev)
     size, done, chunk = experiment.eval_batch_size, 0, 0
@@ -137,53 +135,7 @@ def evaluate(model: AbsModel, experiment: Experiment, probs: Tensor) -> tuple[li
         loss = chunk_loss(*weights, rows, torch.tensor(chunk, dtype=torch.int64))
         total += loss.double() * rows
         done, chunk = done + rows, chunk + 1
-    compiled = compiled and chunk_loss.compiled
-    return (total / size).cpu().tolist(), compiled
-
-
-def _compile_wanted(device: torch.device) -> bool:
-    """torch.compile fuses the sampler and the masks into a few loops (CPU and CUDA);
-    SUPERPOSITION_COMPILE=0 turns it off, and MPS always runs eagerly."""
-    return os.environ.get("SUPERPOSITION_COMPILE", "1") != "0" and device.type in ("cpu", "cuda")
-
-
-class _Eager:
-    """The step function run as it is (SUPERPOSITION_COMPILE=0, or MPS)."""
-
-    compiled = False
-
-    def __init__(self, step_fn) -> None:
-        self.fn = step_fn
-
-    def __call__(self, *args):
-        return self.fn(*args)
-
-
-class _CompiledStep:
-    """torch.compile(step_fn), falling back to the eager function if compiling fails on the
-    first call (for example without a C++ compiler): slower, the same computation."""
-
-    def __init__(self, step_fn) -> None:
-        self.eager = step_fn
-        self.fn = torch.compile(step_fn, dynamic=False, fullgraph=True)
-        self.checked = False
-
-    @property
-    def compiled(self) -> bool:
-        return self.fn is not self.eager
-
-    def __call__(self, *args):
-        if self.checked:
-            return self.fn(*args)
-        try:
-            out = self.fn(*args)
-        except Exception as exc:  # noqa: BLE001 - any compiler failure falls back to eager
-            print(f"torch.compile failed ({type(exc).__name__}: {exc}); training eagerly",
-                  file=sys.stderr)  # fmt: skip
-            self.fn = self.eager
-            out = self.fn(*args)
-        self.checked = True
-        return out
+    return (total / size).cpu().tolist(), chunk_loss.compiled
 
 
 def _keys(experiment: Experiment, base_seed: int, device: torch.device) -> Tensor:
@@ -261,7 +213,7 @@ class Step:
         self.probs = torch.tensor(experiment.instance_probs, dtype=torch.float32, device=device)
         self.keys = _keys(experiment, experiment.data_seed, device)
         importance = torch.tensor(experiment.importance(), dtype=torch.float32, device=device)
-        self.compile = _compile_wanted(device)
+        self.compile = compile_wanted(device)
         self.overflows = 0
         self._functions: dict[tuple[int, int], Callable] = {}
         self._buffers: tuple[Tensor, ...] | None = None
@@ -283,7 +235,7 @@ class Step:
         key = (size, rows)
         if key not in self._functions:
             fn = self._group_step(rows)
-            self._functions[key] = _CompiledStep(fn) if self.compile else _Eager(fn)
+            self._functions[key] = CompiledOrEager(fn, wanted=self.compile)
         return self._functions[key]
 
     def __call__(self, W1: Tensor, W2: Tensor, b: Tensor, t: Tensor):
@@ -334,7 +286,7 @@ class SharedStep:
         self.importances = [
             torch.tensor(e.importance(), dtype=torch.float32, device=device) for e in experiments
         ]
-        self.compile = _compile_wanted(device)
+        self.compile = compile_wanted(device)
         self.overflows = 0
         self._functions: dict[tuple[str, int, int, int], Callable] = {}
         self._buffers: list[tuple[Tensor, ...]] | None = None
@@ -366,7 +318,7 @@ class SharedStep:
         key = (kind, size, rows, m)
         if key not in self._functions:
             fn = self._draw(rows) if kind == "draw" else self._model(rows)
-            self._functions[key] = _CompiledStep(fn) if self.compile else _Eager(fn)
+            self._functions[key] = CompiledOrEager(fn, wanted=self.compile)
         return self._functions[key]
 
     def __call__(self, weights: Sequence[tuple[Tensor, Tensor, Tensor]], t: Tensor):
@@ -526,9 +478,10 @@ def _train(
         return step_fn([run.raw for run in runs], t)
 
     first = experiments[0]
+    together = " + ".join(e.label for e in experiments)  # short: one line in a terminal
     bar = tqdm(
         range(first.steps),
-        desc=" + ".join(f"{e.label} {e.name}" for e in experiments),
+        desc=f"{first.label} {first.name}" if len(runs) == 1 else together,
         unit="step",
         file=sys.stderr,
         disable=not progress,
