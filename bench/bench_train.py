@@ -1,7 +1,7 @@
 """Training speed, measured side by side: our trainer against the two common ways to train
 these models, and against the matrix-multiply bound of this machine.
 
-    make bench                       # or: .venv/bin/python bench/bench_train.py [--steps N]
+    make bench        # or: .venv/bin/python bench/bench_train.py [--steps N] [--part P]
 
 Work: experiment B (every sparsity and seed, batch 1024) and experiment A. Each method runs
 in its own process (so peak memory is its own), in `--repeats` rounds of every method in
@@ -12,8 +12,15 @@ ratios within a round, because this kind of machine drifts by tens of percent ov
 its steps/s excludes the first step (which compiles), and its other phases are printed
 beneath the table. The "full run" column is the steps alone. Ratios are against the einsum
 loop, the loop of ARENA's superposition exercises and of the official notebook: Adam at
-lr 1e-3, a fresh `torch.rand` batch every step, autograd. The benchmark holds the CPU lock
-(superposition.cpu_slot), so it never runs beside a training.
+lr 1e-3, a fresh `torch.rand` batch every step, autograd.
+
+A second table (`--part capacity`) times the capacity chapter's five experiments trained
+together (`train_together`, as `make figures` trains them) and one after the other, against B
+in the same rounds: the chapter's training budget is B's time. Short runs start from the
+small initial weights, where B's step is relatively quicker than over a whole run (a full
+`make figures` on a 2-core AMD EPYC: capacity 620-687 s against B's 628-634 s).
+
+The benchmark holds the CPU lock (superposition.cpu_slot), so it never runs beside a training.
 """
 
 from __future__ import annotations
@@ -38,19 +45,48 @@ def flops_per_step(e: experiments.Experiment) -> float:
     return 2 * 5 * e.n_instances * e.batch_size * e.n_features * e.n_hidden
 
 
-def run_ours(e: experiments.Experiment, steps: int) -> dict:
-    """`train()` itself, the function `make figures` runs, on `steps` steps of the experiment
-    (its recycling steps scaled to the shorter run), end to end and per phase."""
-    from superposition.train import train
-
-    short = dataclasses.replace(
+def _short(e: experiments.Experiment, steps: int) -> experiments.Experiment:
+    """The experiment cut to `steps` steps, its warm-up and recycling steps scaled to fit."""
+    return dataclasses.replace(
         e,
         steps=steps,
         warmup_steps=min(e.warmup_steps, steps // 4),
         recycle_at=tuple(sorted({max(1, r * steps // e.steps) for r in e.recycle_at})),
     )
-    result = train(short, device="cpu", progress=False)
-    phases = result.phases
+
+
+def run_ours(e: experiments.Experiment, steps: int) -> dict:
+    """`train()` itself, the function `make figures` runs, on `steps` steps of the experiment
+    (its recycling steps scaled to the shorter run), end to end and per phase."""
+    from superposition.train import train
+
+    return _phases(e, steps, train(_short(e, steps), device="cpu", progress=False).phases)
+
+
+def run_together(e: None, steps: int) -> dict:
+    """The five capacity experiments as `make figures` trains them: `train_together`."""
+    from superposition.train import train_together
+
+    short = [_short(c, steps) for c in experiments.CAPACITY]
+    result = train_together(short, device="cpu", progress=False)[0]
+    return _phases(experiments.CAPACITY[0], steps, result.phases)
+
+
+def run_apart(e: None, steps: int) -> dict:
+    """The five capacity experiments one after the other, each its own `train()`."""
+    from superposition.train import train
+
+    phases = dict.fromkeys(("steps", "first step (compiles)", "recycling", "evaluation",
+                            "setup"), 0.0)  # fmt: skip
+    for c in experiments.CAPACITY:
+        for key, seconds in train(_short(c, steps), device="cpu", progress=False).phases.items():
+            phases[key] += seconds
+    return _phases(experiments.CAPACITY[0], steps, phases)
+
+
+def _phases(e: experiments.Experiment, steps: int, phases: dict) -> dict:
+    """Steps/s without the first step (which compiles), and the other phases per full run."""
+    short = _short(e, steps)
     return {
         "steps_per_s": (steps - 1) / phases["steps"],  # the loop without its first step
         "compile_s": phases["first step (compiles)"],
@@ -58,7 +94,7 @@ def run_ours(e: experiments.Experiment, steps: int) -> dict:
         "recycling_s": phases["recycling"] * len(e.recycle_at) / max(1, len(short.recycle_at)),
         "evaluation_s": phases["evaluation"],
         "setup_s": phases["setup"],
-        "end_to_end_s": result.seconds,
+        "end_to_end_s": sum(phases.values()),
     }
 
 
@@ -138,11 +174,16 @@ def _timed(step, steps: int) -> dict:
 
 
 METHODS = {"ours": run_ours, "einsum": run_einsum, "naive": run_naive, "bound": run_bound}
+CAPACITY = "capacity"  # the capacity chapter's five experiments, as one "experiment" here
+CAPACITY_METHODS = {"together": run_together, "apart": run_apart}
 
 
 def child(method: str, name: str, steps: int) -> None:
     torch.manual_seed(0)
-    result = METHODS[method](experiments.get(name), steps)
+    if name == CAPACITY:
+        result = CAPACITY_METHODS[method](None, steps)
+    else:
+        result = METHODS[method](experiments.get(name), steps)
     result["peak_rss_mib"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
     print(json.dumps(result))
 
@@ -166,6 +207,13 @@ def main() -> None:
     parser.add_argument("--steps", type=int, default=300, help="timed steps per run")
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument(
+        "--part",
+        choices=("all", "speed", "capacity"),
+        default="all",
+        help="speed: train() against the common loops; capacity: the capacity experiments "
+        "trained together and apart, against B",
+    )
+    parser.add_argument(
         "--child", nargs=2, metavar=("METHOD", "EXPERIMENT"), help=argparse.SUPPRESS
     )
     args = parser.parse_args()
@@ -173,11 +221,53 @@ def main() -> None:
         child(*args.child, args.steps)
         return
     with cpu_slot("make bench"):  # no training beside it to share the cores
-        bench(args)
+        print(f"torch {torch.__version__}, {torch.get_num_threads()} threads; "
+              f"{args.repeats} rounds")  # fmt: skip
+        if args.part in ("all", "speed"):
+            bench(args)
+        if args.part in ("all", "capacity"):
+            bench_capacity(args)
+
+
+def bench_capacity(args: argparse.Namespace) -> None:
+    """The capacity experiments trained together and apart, against B, paired by round."""
+    B = experiments.SPARSITY_SWEEP
+    rounds = [
+        {
+            "together": run_child("together", CAPACITY, args.steps),
+            "apart": run_child("apart", CAPACITY, args.steps),
+            "B": run_child("ours", B.name, args.steps),
+        }
+        for _ in range(args.repeats)
+    ]
+    labels = " + ".join(c.label for c in experiments.CAPACITY)
+    count = sum(c.n_instances for c in experiments.CAPACITY)
+    print(f"\ncapacity ({labels}: {count} instances) against B ({B.n_instances} instances)")
+    print(f"{'method':<42}{'steps/s':>10}{'(range)':>16}{'÷ apart':>10}{'÷ B':>8}"
+          f"{'full run s':>12}")  # fmt: skip
+    rows = {
+        "together": "train_together() (what figures runs)",
+        "apart": "train() on each, one after the other",
+        "B": f"B: train() ({B.name})",
+    }
+    for method, label in rows.items():
+        runs = [r[method]["steps_per_s"] for r in rounds]
+        spread = f"{min(runs):.1f}-{max(runs):.1f}"
+        # a step of each method is one step of all its models: time ratios are speed ratios
+        apart, over_b = paired(rounds, "apart", method), paired(rounds, "B", method)
+        full = statistics.median(_full_run(r[method], B.steps) for r in rounds)
+        print(f"{label:<42}{statistics.median(runs):>10.1f}{spread:>16}{apart:>10.2f}"
+              f"{over_b:>8.2f}{full:>12.0f}")  # fmt: skip
+    print("(÷ apart, ÷ B: time per step over that of the other in the same round; full run: "
+          "steps, compilation, recycling and evaluation of a 20,000-step run)")  # fmt: skip
+
+
+def _full_run(result: dict, steps: int) -> float:
+    return (result["setup_s"] + result["compile_s"] + steps / result["steps_per_s"]
+            + result["recycling_s"] + result["evaluation_s"])  # fmt: skip
 
 
 def bench(args: argparse.Namespace) -> None:
-    print(f"torch {torch.__version__}, {torch.get_num_threads()} threads; {args.repeats} rounds")
     for name in ("sparsity-sweep", "no-superposition"):
         e = experiments.get(name)
         # Round-robin: each round runs every method once, so a slow minute of the machine
