@@ -87,9 +87,9 @@ def counted_training(tiny_registry, monkeypatch):
     calls = []
     real = train_module.train_together
 
-    def counting(batch, *args):
-        calls.extend(experiment.name for experiment in batch)
-        return real(batch, *args)
+    def counting(trained_together, *args):
+        calls.extend(experiment.name for experiment in trained_together)
+        return real(trained_together, *args)
 
     monkeypatch.setattr(train_module, "train_together", counting)
     return calls
@@ -187,10 +187,10 @@ def test_a_swallowed_stop_never_saves(tiny_registry, monkeypatch, trainer_checks
 
     real = train_module.train_together
 
-    def swallowing(batch, device, progress, stop_check):
+    def swallowing(trained_together, device, progress, stop_check):
         with contextlib.suppress(SystemExit):
             cli._on_signal(15, None)
-        return real(batch, device, progress, stop_check if trainer_checks else None)
+        return real(trained_together, device, progress, stop_check if trainer_checks else None)
 
     monkeypatch.setattr(train_module, "train_together", swallowing)
     monkeypatch.setattr(cli, "_stopped_by", [])
@@ -208,7 +208,7 @@ def test_cpu_training_holds_the_cpu_lock(tiny_registry, monkeypatch):
 
     real, held = train_module.train_together, []
 
-    def probing(batch, *args):
+    def probing(trained_together, *args):
         fd = os.open(cpu_slot.lock_path(), os.O_RDONLY)
         try:
             fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
@@ -217,7 +217,7 @@ def test_cpu_training_holds_the_cpu_lock(tiny_registry, monkeypatch):
             held.append(True)
         finally:
             os.close(fd)
-        return real(batch, *args)
+        return real(trained_together, *args)
 
     monkeypatch.setattr(train_module, "train_together", probing)
     assert cli.main(["figures", "--quiet", "--device", "cpu"]) == 0
@@ -237,9 +237,9 @@ def test_experiments_that_draw_the_same_batches_train_in_one_run(
     monkeypatch.setattr(experiments, "REGISTRY", registry)
     real, runs = train_module.train_together, []
 
-    def recording(batch, *args):
-        runs.append([experiment.name for experiment in batch])
-        return real(batch, *args)
+    def recording(trained_together, *args):
+        runs.append([experiment.name for experiment in trained_together])
+        return real(trained_together, *args)
 
     monkeypatch.setattr(train_module, "train_together", recording)
     assert cli.main(["figures", "--quiet"]) == 0

@@ -95,38 +95,38 @@ def cmd_figures(args: argparse.Namespace, parser: argparse.ArgumentParser) -> in
     except store.WeightsUnwritable as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 1
-    for batch in _together(todo):
-        names = ", ".join(experiment.name for experiment, _ in batch)
-        for experiment, reason in batch:
-            together = f", together with {len(batch) - 1} more" if len(batch) > 1 else ""
+    for run in _runs(todo):
+        names = ", ".join(experiment.name for experiment, _ in run)
+        for experiment, reason in run:
+            together = f", together with {len(run) - 1} more" if len(run) > 1 else ""
             print(
                 f"{experiment.name}: training {experiment.n_instances} instances on {device}"
                 f"{together} ({reason})"
             )
-        code_hashes = [store.content_hash(experiment) for experiment, _ in batch]
-        only = " ".join(f"--only {experiment.name}" for experiment, _ in batch)
+        code_hashes = [store.content_hash(experiment) for experiment, _ in run]
+        only = " ".join(f"--only {experiment.name}" for experiment, _ in run)
         with cpu_slot(f"figures {only}") if device == "cpu" else nullcontext():
             results = train_together(
-                [experiment for experiment, _ in batch], device, not args.quiet, _raise_if_stopped
+                [experiment for experiment, _ in run], device, not args.quiet, _raise_if_stopped
             )
         if _stopped_by:
             return 128 + _stopped_by[0]  # a stop that was swallowed: never save after it
-        steps, seconds = batch[0][0].steps, results[0].seconds
+        steps, seconds = run[0][0].steps, results[0].seconds
         print(f"{names}: {steps} steps in {seconds:.1f} s ({steps / seconds:.0f} steps/s), "
               f"process peak RSS {_peak_rss_mib():.0f} MiB")  # fmt: skip
-        for (experiment, _), result, code_hash in zip(batch, results, code_hashes, strict=True):
+        for (experiment, _), result, code_hash in zip(run, results, code_hashes, strict=True):
             print(f"{experiment.name}: saved {store.save(experiment, result, code_hash=code_hash)}")
     return 0
 
 
-def _together(todo: list[tuple]) -> list[list[tuple]]:
-    """The experiments to train, in batches that draw the same training batches
-    (`Experiment.batch_stream`), each trained in one run that draws them once; in the order
-    of each batch's first experiment."""
-    batches: dict[tuple, list[tuple]] = {}
+def _runs(todo: list[tuple]) -> list[list[tuple]]:
+    """The experiments to train, as training runs: those that draw the same batches
+    (`Experiment.batch_stream`) share one run, which draws each batch once. Runs are in the
+    order of their first experiment."""
+    runs: dict[tuple, list[tuple]] = {}
     for item in todo:
-        batches.setdefault(item[0].batch_stream(), []).append(item)
-    return list(batches.values())
+        runs.setdefault(item[0].batch_stream(), []).append(item)
+    return list(runs.values())
 
 
 def _loss_summary(weights: store.Weights) -> str:
