@@ -18,8 +18,8 @@ A second table (`--part capacity`) times the capacity chapter's five experiments
 together (`train_together`, as `make figures` trains them) and one after the other, against B
 in the same rounds: the chapter's training budget is B's time. A short run's ratio to B
 depends on its length (on a 2-core AMD EPYC: 1.19 at 60 steps, 0.92 at 300), so the
-budget itself is read off a whole `make figures` (there: capacity 620 s against B's 628 s,
-and 687 s against 634 s in a fresh clone).
+budget itself is read off a whole `make figures` (there: capacity 620 s against B's 628 s;
+in two fresh clones 687 s against 634 s and 644 s against 588 s).
 
 The benchmark holds the CPU lock (superposition.cpu_slot), so it never runs beside a training.
 """

@@ -270,10 +270,12 @@ class SharedStep:
     each.
 
     On a 2-core AMD EPYC the five capacity experiments' steps took 0.64-0.76 of the time of
-    their five `Step`s (paired rounds on trained weights), and their whole run 620-687 s, where
-    one after the other they had taken 733-825 s. For a single experiment the fused `Step` is
-    faster (this split took 1.0-1.2 times as long on B and D10), so `train` keeps it. One
-    compiled call for every experiment's model per group was slower again (1.2-1.4 times).
+    their five `Step`s (paired rounds on trained weights), and their whole run 620-687 s,
+    where one after the other they had taken 733-825 s (B: 569-634 s). For a single
+    experiment the fused `Step` is faster (this split took 1.0-1.2 times as long on B and
+    D10), so `train` keeps it. One compiled call for every experiment's model per group was
+    slower again (1.2-1.4 times), and one model function compiled for symbolic shapes
+    (twelve compilations fewer) rounds differently from this one on small models.
     """
 
     def __init__(
