@@ -75,10 +75,9 @@ def run_together(e: None, steps: int) -> dict:
 
 def run_apart(e: None, steps: int) -> dict:
     """The five capacity experiments one after the other, each its own `train()`."""
-    from superposition.train import train
+    from superposition.train import PHASES, train
 
-    phases = dict.fromkeys(("steps", "first step (compiles)", "recycling", "evaluation",
-                            "setup"), 0.0)  # fmt: skip
+    phases = dict.fromkeys(PHASES, 0.0)
     for c in experiments.CAPACITY:
         for key, seconds in train(_short(c, steps), device="cpu", progress=False).phases.items():
             phases[key] += seconds
@@ -308,8 +307,7 @@ def bench(args: argparse.Namespace) -> None:
                 f"{row['peak_rss_mib']:>10.0f}{full:>12.0f}"
             )
         ours = rows["ours"]
-        full = ours["setup_s"] + ours["compile_s"] + e.steps / ours["steps_per_s"]
-        full += ours["recycling_s"] + ours["evaluation_s"]
+        full = _full_run(ours, e.steps)
         print(
             f"(ours, train() itself: setup {ours['setup_s']:.1f} s, first step with compilation "
             f"{ours['compile_s']:.1f} s, recycling {ours['recycling_s']:.1f} s and evaluation "
