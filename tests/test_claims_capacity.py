@@ -20,14 +20,20 @@ pytestmark = pytest.mark.claims
 @pytest.fixture(scope="module")
 def f(trained):
     for profile in PROFILES:
-        for m in experiments.CAPACITY_WIDTHS:
+        for m in experiments.CAPACITY_WIDTHS[profile]:
             trained(experiment_name(profile, m))
     return findings.capacity()
 
 
+def every_width(f):
+    return [(profile, m) for profile in PROFILES for m in f.widths[profile]]
+
+
 def test_the_experiments_are_the_issue_s_grid(f):
-    """Three widths spanning 4x, B's seven sparsities, three seeds, both profiles, n = 100."""
-    assert f.widths == (10, 20, 40) and f.n == 100
+    """'the paper's I_i = 0.8^i at widths m = 10, 20 and 40 ..., and equal importance at
+    m = 5, 10 and 20': three widths spanning 4x per profile, B's seven sparsities, three
+    seeds, n = 100."""
+    assert f.widths == {"decay": (10, 20, 40), "equal": (5, 10, 20)} and f.n == 100
     assert f.probs == experiments.SPARSITY_SWEEP.feature_probs and len(f.probs) == 7
     assert len(f.cells) == len(PROFILES) * 3 * 7
     for c in f.cells.values():
@@ -45,52 +51,72 @@ def test_the_loss_beats_the_monosemantic_solution_from_p_01(f):
 
 
 def test_the_count_first_passes_half_the_width_sparser_under_equal_importance(f):
-    """'the count first passes m/2 at p = ... ; under equal importance only at p = ...'"""
-    for profile in PROFILES:
-        for m in f.widths:
-            first = f.first_beating_p(profile, m)
-            assert first is not None and first < 0.1
-            denser = [p for p in f.probs if p > first]
-            assert all(f.cell(profile, m, p).best <= m // 2 for p in denser)
-    for m in f.widths:
+    """'the count first passes m/2 at p = ... ; under equal importance only at p = ... for
+    m = 10 and ... for m = 20, and for m = 5 never: five neurons never compute more than
+    one feature'."""
+    for profile, m in every_width(f):
+        first = f.first_beating_p(profile, m)
+        if (profile, m) == ("equal", 5):
+            assert first is None
+            assert max(max(f.cell(profile, m, p).computed) for p in f.probs) == 1
+            continue
+        assert first is not None and first < 0.1
+        denser = [p for p in f.probs if p > first]
+        assert all(f.cell(profile, m, p).best <= m // 2 for p in denser)
+    for m in (10, 20):  # the widths both profiles have
         assert f.first_beating_p("equal", m) < f.first_beating_p("decay", m)
 
 
-def test_equal_importance_peaks_and_forty_neurons_run_out_of_features(f):
-    """'10 neurons compute K features (... per neuron, R times the monosemantic half), 20
-    neurons ..., and 40 neurons all n features there are: ... a lower bound'."""
-    per_neuron = {m: f.peak("equal", m).per_neuron for m in f.widths}
+def test_no_model_runs_out_of_features(f):
+    """'no model computes all n features, so every count measures the neurons'."""
+    assert not any(c.best == f.n or max(c.computed) == f.n for c in f.cells.values())
+    assert not any(f.ran_out(profile, m) for profile, m in every_width(f))
+
+
+def test_equal_importance_peaks(f):
+    """'10 neurons compute K features (... per neuron, R times the monosemantic half), and
+    20 neurons ...'; 'the peak grows faster than the width'; 'the lowest loss is L of the
+    monosemantic solution's with equal importance and L' with the paper's'."""
+    per_neuron = {m: f.peak("equal", m).per_neuron for m in f.widths["equal"]}
     assert per_neuron[10] > 4 * 0.5  # more than four times the monosemantic half
-    assert per_neuron[20] > per_neuron[10]  # 'grows faster than the width from 10 to 20'
-    assert f.ran_out("equal", 40) and not f.ran_out("equal", 20) and not f.ran_out("equal", 10)
-    lowest = min(f.cells.values(), key=lambda c: c.best_loss_ratio)
-    assert lowest.profile == "equal" and lowest.best_loss_ratio < 0.1
+    assert per_neuron[5] < per_neuron[10] < per_neuron[20]  # faster than the width
+    # 'The variance explained goes the other way: at p = 0.001 ... per neuron'
+    sparsest = [f.cell("equal", m, f.probs[-1]) for m in f.widths["equal"]]
+    explained = [c.best_explained / c.m for c in sparsest]
+    assert explained == sorted(explained, reverse=True) and explained[-1] > 1
+    for profile in PROFILES:
+        lowest = min(c.best_loss_ratio for c in f.cells.values() if c.profile == profile)
+        assert lowest < 0.3
 
 
 def test_importance_decay_caps_the_count_near_twenty(f):
     """'the peak is K10, K20 and K40 features for 10, 20 and 40 neurons' ('hardly grows'),
     'feature 20 weighs 0.012 of feature 0', B computes 'only a few more' than 20."""
-    peaks = [f.peak("decay", m).best for m in f.widths]
+    peaks = [f.peak("decay", m).best for m in f.widths["decay"]]
     assert peaks == sorted(peaks) and peaks[-1] - peaks[0] < 15
     assert all(peak < 25 for peak in peaks)
-    per_neuron = [f.peak("decay", m).per_neuron for m in f.widths]
+    per_neuron = [f.peak("decay", m).per_neuron for m in f.widths["decay"]]
     assert per_neuron == sorted(per_neuron, reverse=True)
     assert f.decay**20 < 0.02
     assert 0 < f.peak("decay", 40).best - 20 <= 5
-    for m in f.widths:  # without the decay, more at every width
+    for m in (10, 20):  # without the decay, more at every width both profiles have
         assert f.peak("equal", m).best > f.peak("decay", m).best
 
 
 def test_equal_importance_computes_every_feature_in_part_at_intermediate_sparsity(f):
-    """'At p = 0.03, the models of 20 and 40 neurons compute C20 and C40 features ... yet
-    their outputs explain E20 and E40 features' worth of variance'."""
-    for m in (20, 40):
+    """'At p = 0.03, the models of 5, 10 and 20 neurons compute C5, C10 and C20 features
+    ... yet their outputs explain E5, E10 and E20 features' worth of variance'; 'five
+    neurons ... compute at most one feature, yet at p = 0.001 their loss is L of the
+    monosemantic solution's, which computes two features exactly'."""
+    for m in f.widths["equal"]:
         c = f.cell("equal", m, MID_P)
         assert c.best <= 1
         assert c.best_explained > m  # more than a feature per neuron, in part
-    for m in f.widths:  # under the paper's importance, computed and explained agree
+    for m in f.widths["decay"]:  # under the paper's importance, computed and explained agree
         c = f.cell("decay", m, MID_P)
         assert c.best_explained < 2 * c.best
+    smallest = f.cell("equal", 5, 0.001)
+    assert max(smallest.computed) <= 1 < 5 // 2 and smallest.best_loss_ratio < 0.9
 
 
 def test_with_equal_importance_the_loss_is_the_unexplained_variance(f):
@@ -117,21 +143,23 @@ def test_dense_models_reach_at_most_the_monosemantic_solution(f):
 def test_the_sparsest_settings_do_best_but_some_decay_seeds_fail_at_p_0001(f):
     """'most at p = 0.01 or sparser; at p = 0.001, though, some seeds with the paper's
     importance do worse than it again'."""
-    for profile in PROFILES:
-        for m in f.widths:
-            best_p = min(f.probs, key=lambda p: f.cell(profile, m, p).best_loss_ratio)
-            assert best_p <= 0.01
-    assert any(r > 1 for m in f.widths for r in f.cell("decay", m, 0.001).loss_ratio)
+    for profile, m in every_width(f):
+        best_p = min(f.probs, key=lambda p: f.cell(profile, m, p).best_loss_ratio)
+        assert best_p <= 0.01
+    decay = f.widths["decay"]
+    assert any(r > 1 for m in decay for r in f.cell("decay", m, 0.001).loss_ratio)
 
 
 def test_the_adler_shavit_scale(f):
-    """'m neurons would have room for at most R10, R20 and R40 features': the largest m'
-    with sqrt(m' ln m') <= m; 'our models reach ... the same order'."""
-    for m in f.widths:
+    """'m neurons would have room for at most R5, R10 and R20 features': the largest m'
+    with sqrt(m' ln m') <= m; 'our models reach ... at 10 and 20 neurons, the same order,
+    but only ... at 5, far below it'."""
+    for m in f.widths["equal"]:
         k = adler_shavit_room(m)
         assert math.sqrt(k * math.log(k)) <= m < math.sqrt((k + 1) * math.log(k + 1))
     for m in (10, 20):
         assert adler_shavit_room(m) / 2 < f.peak("equal", m).best <= adler_shavit_room(m)
+    assert f.peak("equal", 5).best < adler_shavit_room(5) / 4
 
 
 def test_the_threshold_is_the_book_s(f):
@@ -139,16 +167,19 @@ def test_the_threshold_is_the_book_s(f):
 
 
 def test_importance_not_examples_holds_the_paper_s_sparsest_model_back(f):
-    """'at p = 0.001, with equal importance, 40 neurons compute K features, each present in
-    as few training inputs as in experiment B, whose lowest-loss model computes L'."""
-    equal, decay = f.cell("equal", 40, 0.001), f.cell("decay", 40, 0.001)
+    """'at p = 0.001, 20 neurons compute K features with equal importance and L with the
+    paper's, from the same inputs, each feature present in as few training inputs as in
+    experiment B'."""
+    equal, decay = f.cell("equal", 20, 0.001), f.cell("decay", 20, 0.001)
     assert equal.best > 2 * decay.best
-    e, b = experiments.get(experiment_name("equal", 40)), experiments.SPARSITY_SWEEP
-    assert (e.batch_size, e.steps) == (b.batch_size, b.steps)
+    e, d = (experiments.get(experiment_name(profile, 20)) for profile in PROFILES)
+    assert e.batch_stream() == d.batch_stream()  # the same batches, step for step
+    b = experiments.SPARSITY_SWEEP
+    assert (e.batch_size, e.steps, e.n_features) == (b.batch_size, b.steps, b.n_features)
 
 
 def test_another_seed_counts_higher_and_some_decay_seeds_lose_to_the_baseline(f):
     """'on 10 neurons another seed computes up to S features'; 'up to W times its loss'."""
     assert max(max(f.cell("equal", 10, p).computed) for p in f.probs) > f.peak("equal", 10).best
-    worst = max(r for m in f.widths for r in f.cell("decay", m, 0.001).loss_ratio)
+    worst = max(r for m in f.widths["decay"] for r in f.cell("decay", m, 0.001).loss_ratio)
     assert worst > 2

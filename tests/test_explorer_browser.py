@@ -197,8 +197,11 @@ def test_the_capacity_grid_is_reached_by_width_and_importance(
     choose(page, "Importance", "equal")
     page.wait_for_function(f"{MODEL}.startsWith('capacity-m10-equal|')")
     assert hover_mismatches(page, some_cells(page)) == []
+    choose(page, "Width m", "5")  # each profile offers its own widths
+    page.wait_for_function(f"{MODEL}.startsWith('capacity-m5-equal|')")
+    choose(page, "Importance", "I = 0.8")  # no D5: the nearest width, 10
+    page.wait_for_function(f"{MODEL}.startsWith('capacity-m10-decay|')")
     choose(page, "Width m", "40")
-    choose(page, "Importance", "I = 0.8")
     page.wait_for_function(f"{MODEL}.startsWith('sparsity-sweep|')")  # D40 is experiment B
     shared = page.url  # and its address keeps the reader in the grid
     page.context.close()

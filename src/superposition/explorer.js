@@ -63,6 +63,8 @@
 
   const family = () => X.cfg.capacity;
   const inFamily = (name) => family().find((c) => c.name === name);
+  const widths = (profile) => family().filter((c) => c.profile === profile)
+    .map((c) => c.m).sort((a, b) => a - b).map(String);
   const meta = (name) => X.cfg.catalogue.find((e) => e.name === name);
   const sameP = (a, b) => Math.abs(a - b) <= 1e-9 * Math.max(1, Math.abs(b));
   const bestSeed = (d, p) => d.instances.find((i) => i.best && sameP(i.p, p)).seed;
@@ -91,10 +93,14 @@
       options.push(["capacity", "D, E: capacity (width × importance)"]);
       args.experiment.options = options;
       args.experiment.value = cap ? "capacity" : st.name;
-      args.width.options = [...new Set(family().map((c) => String(c.m)))];
       args.profile.options = [["decay", "I = 0.8^i"], ["equal", "equal"]];
       const c = inFamily(st.name);
-      if (cap) { args.width.value = String(c.m); args.profile.value = c.profile; }
+      if (cap) {
+        // each profile has its own three widths
+        args.width.options = widths(c.profile);
+        args.width.value = String(c.m);
+        args.profile.value = c.profile;
+      }
       args.width.visible = args.profile.visible = Boolean(cap);
       args.p.options = d.probs.map(String);
       args.p.value = String(st.p);
@@ -278,8 +284,11 @@
     if (X.updating || !X.state) return;
     let name = args.experiment.value;
     if (name === "capacity") {
-      const c = family().find((f) => String(f.m) === args.width.value &&
-        f.profile === args.profile.value) ?? family()[0];
+      // a width the other profile lacks: this profile's nearest one
+      const want = parseInt(args.width.value, 10);
+      const gap = (f) => Math.abs(f.m - want);
+      const mine = family().filter((f) => f.profile === args.profile.value);
+      const c = mine.length ? mine.reduce((a, b) => (gap(b) < gap(a) ? b : a)) : family()[0];
       name = c.name;
     }
     const e = meta(name);

@@ -177,7 +177,7 @@ def capacity_family() -> list[dict]:
     return [
         {"m": m, "profile": profile, "name": experiment_name(profile, m)}
         for profile in PROFILES
-        for m in experiments.CAPACITY_WIDTHS
+        for m in experiments.CAPACITY_WIDTHS[profile]
     ]
 
 

@@ -24,7 +24,7 @@ SEEDS = (0, 1, 2)  # every capacity experiment's seeds; B's seeds 0-2 stand in f
 
 def experiment_name(profile: str, m: int) -> str:
     """The weight file of (profile, m): D40 is experiment B (`sparsity-sweep`)."""
-    if profile == "decay" and m == experiments.CAPACITY_WIDTHS[-1]:
+    if profile == "decay" and m == experiments.SPARSITY_SWEEP.n_hidden:
         return experiments.SPARSITY_SWEEP.name
     return f"capacity-m{m}-{profile}"
 
@@ -71,7 +71,7 @@ class Cell:
 @dataclass(frozen=True)
 class CapacityFindings:
     n: int
-    widths: tuple[int, ...]
+    widths: dict[str, tuple[int, ...]]  # per profile
     probs: tuple[float, ...]
     seeds: tuple[int, ...]
     decay: float
@@ -93,7 +93,7 @@ class CapacityFindings:
     def best_loss_ratios(self, p: float) -> list[float]:
         """The lowest-loss seed's loss ratio at p, for every width and profile."""
         return [self.cell(profile, m, p).best_loss_ratio
-                for profile in PROFILES for m in self.widths]  # fmt: skip
+                for profile in PROFILES for m in self.widths[profile]]  # fmt: skip
 
     def ran_out(self, profile: str, m: int) -> bool:
         """The peak is every feature there is: the count is a lower bound on the room."""
@@ -103,7 +103,7 @@ class CapacityFindings:
         """Features computed per neuron: lowest-loss seed (range over seeds), by p."""
         rows = []
         for profile in PROFILES:
-            for m in self.widths:
+            for m in self.widths[profile]:
                 row = [f"{self.decay:g}^i" if profile == "decay" else "equal", str(m)]
                 for p in self.probs:
                     c = self.cell(profile, m, p)
@@ -153,13 +153,13 @@ def _cells(profile: str, m: int) -> list[Cell]:
 def capacity() -> CapacityFindings:
     cells = {}
     for profile in PROFILES:
-        for m in experiments.CAPACITY_WIDTHS:
+        for m in experiments.CAPACITY_WIDTHS[profile]:
             for c in _cells(profile, m):
                 cells[(profile, m, c.p)] = c
     B = experiments.SPARSITY_SWEEP
     return CapacityFindings(
         n=B.n_features,
-        widths=experiments.CAPACITY_WIDTHS,
+        widths={profile: experiments.CAPACITY_WIDTHS[profile] for profile in PROFILES},
         probs=B.feature_probs,
         seeds=SEEDS,
         decay=B.importance_decay,
