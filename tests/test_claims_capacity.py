@@ -52,8 +52,8 @@ def test_the_loss_beats_the_monosemantic_solution_from_p_01(f):
 
 def test_the_count_first_passes_half_the_width_sparser_under_equal_importance(f):
     """'the count first passes m/2 at p = ... ; under equal importance only at p = ... for
-    m = 10 and ... for m = 20, and for m = 5 never: five neurons never compute more than
-    one feature'."""
+    m = 10 and ... for m = 20, while five neurons never pass it: at every sparsity their
+    best is 1 feature'."""
     for profile, m in every_width(f):
         first = f.first_beating_p(profile, m)
         if (profile, m) == ("equal", 5):
@@ -181,12 +181,12 @@ def test_importance_not_examples_holds_the_paper_s_sparsest_model_back(f):
     assert equal.best > 3 * int(findings.sparsity().computed[sparsest].max())
     e, d = (experiments.get(experiment_name(profile, 20)) for profile in PROFILES)
     assert e.batch_stream() == d.batch_stream()  # the same batches, step for step
-    b = experiments.SPARSITY_SWEEP
     assert (e.batch_size, e.steps, e.n_features) == (b.batch_size, b.steps, b.n_features)
 
 
 def test_another_seed_counts_higher_and_some_decay_seeds_lose_to_the_baseline(f):
-    """'on 10 neurons another seed computes up to S features'; 'up to W times its loss'."""
+    """'with equal importance, on 10 neurons another seed computes up to S features'; 'up to
+    W times its loss'."""
     assert max(max(f.cell("equal", 10, p).computed) for p in f.probs) > f.peak("equal", 10).best
     worst = max(r for m in f.widths["decay"] for r in f.cell("decay", m, 0.001).loss_ratio)
     assert worst > 2
