@@ -18,9 +18,9 @@ A second table (`--part capacity`) times the capacity chapter's five experiments
 together (`train_together`, as `make figures` trains them) and one after the other, against B
 in the same rounds: the chapter's training budget is B's time. A short run's ratio to B
 depends on its length, so the budget itself is read off a whole `make figures` (on a 2-core
-AMD EPYC, two fresh clones: capacity 551 s and 503 s against B's 565 s and 559 s; at 300
-steps the ratio was 0.85, and for the earlier grid with E40 in place of E5, 1.19 at 60 steps
-and 0.92 at 300, where whole runs gave 0.99-1.16).
+AMD EPYC, three fresh clones: capacity 551, 503 and 525 s against B's 565, 559 and 609 s;
+at 300 steps the ratio was 0.85, and for the earlier grid with E40 in place of E5, 1.19 at 60
+steps and 0.92 at 300, where whole runs gave 0.99-1.16).
 
 The benchmark holds the CPU lock (superposition.cpu_slot), so it never runs beside a training.
 """
