@@ -14,13 +14,14 @@ import base64
 import json
 import re
 import shutil
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
 import numpy as np
 import pytest
 import site_check
-from playwright.sync_api import Browser, Page
+from playwright.sync_api import Browser, Page, Route
 from safetensors import safe_open
 
 pytestmark = pytest.mark.browser
@@ -140,8 +141,14 @@ def test_the_hover_check_catches_a_wrong_weight(browser: Browser, tmp_path: Path
 
 def choose(page: Page, control: str, starts: str) -> None:
     """Pick, in the control labelled `control`, the option whose text starts with `starts`
-    (BokehJS writes each option's label as its value)."""
+    (BokehJS writes each option's label as its value). A menu is filled once its model's data
+    script has loaded, so wait for the option first: reading the menu at once raced the load."""
     select = page.get_by_label(control)
+    page.wait_for_function(
+        "([e, s]) => [...e.options].some((o) => o.textContent.startsWith(s))",
+        arg=[select.element_handle(), starts],
+        timeout=15_000,
+    )
     texts = select.evaluate("(e) => [...e.options].map((o) => o.textContent)")
     select.select_option(label=next(t for t in texts if t.startswith(starts)))
 
@@ -188,10 +195,18 @@ def test_changing_sparsity_or_seed_draws_another_model(
     page.context.close()
 
 
+def late(route: Route) -> None:
+    """Serve a request half a second late."""
+    time.sleep(0.5)
+    route.continue_()
+
+
 def test_the_capacity_grid_is_reached_by_width_and_importance(
     browser: Browser, base_url: str
 ) -> None:
     page = open_explorer(browser, base_url + PAGE)
+    # The grid's data scripts arrive late, as on a slow network: the menus must wait for them.
+    page.route("**/explorer/capacity-*.js", late)
     choose(page, "Experiment", "D, E: capacity")
     choose(page, "Width m", "10")
     choose(page, "Importance", "equal")
