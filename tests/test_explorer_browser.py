@@ -80,10 +80,15 @@ def instance(name: str, p: float, seed: int) -> int:
 
 
 def hover(page: Page, plot: str, x: float, y: float) -> dict[str, str]:
-    """Move the mouse onto data point (x, y) of `plot`; the tooltip's fields."""
+    """Move the mouse onto data point (x, y) of `plot`; the tooltip's fields, once it names
+    feature x (after 5 s, whatever it shows: the caller reports it)."""
     page.mouse.move(*page.evaluate(POSITION, [plot, x, y]))
-    page.wait_for_timeout(150)
-    text = page.locator(".bk-Tooltip").evaluate_all(TOOLTIP)
+    names_x = re.compile(rf"^feature:\s*x{int(x)}$", flags=re.M)
+    for _ in range(100):
+        text = page.locator(".bk-Tooltip").evaluate_all(TOOLTIP)
+        if names_x.search(text):
+            break
+        page.wait_for_timeout(50)
     return dict(re.findall(r"^([^\n:]+):\s*(.+)$", text, flags=re.M))
 
 
@@ -238,8 +243,11 @@ def test_a_tapped_neuron_is_marked_in_every_view(browser: Browser, base_url: str
         return [e.selected.indices.map((i) => e.data.neuron[i]), n.data.neuron[7],
                 e.data.neuron.filter((j) => j === n.data.neuron[7]).length]; }""")
     assert edges[0] and set(edges[0]) == {edges[1]} and len(edges[0]) == edges[2]  # its edges
-    page.wait_for_timeout(200)
-    changed = {v: plot_element(page, v).screenshot() != before[v] for v in views}
+    for _ in range(25):  # the views redraw on the next frames: up to 5 s
+        page.wait_for_timeout(200)
+        changed = {v: plot_element(page, v).screenshot() != before[v] for v in views}
+        if all(changed.values()):
+            break
     assert all(changed.values()), changed
     page.mouse.click(*page.evaluate(POSITION, ["stack", 12, 0]))  # column 12 of the stack plot
     assert page.evaluate(selected) == [12]
