@@ -53,6 +53,21 @@ def test_the_data_decode_to_the_files_weights_and_the_books_measures(trained, na
     assert all(best[w.best(p)] for p in E.feature_probs)
 
 
+@pytest.mark.parametrize("profile, m", [("decay", 40), ("equal", 5)])
+def test_the_grid_marks_the_model_the_capacity_chapter_draws(trained, profile, m):
+    """In the capacity grid the seed drawn first is the chapter's: for D40 (experiment B, with
+    eight seeds) the lowest-loss of the grid's seeds, not of all eight."""
+    from superposition import findings
+    from superposition.findings.capacity import experiment_name
+
+    w = trained(experiment_name(profile, m))
+    instances = explorer.experiment_data(w)["instances"]
+    for p in w.experiment.feature_probs:
+        marked = [x["seed"] for x in instances if x["p"] == p and x["grid_best"]]
+        assert marked == [findings.capacity().cell(profile, m, p).seed], p
+    assert "grid_best" not in explorer.experiment_data(trained("no-superposition"))["instances"][0]
+
+
 def test_a_hand_built_model_round_trips(trained):
     """Controls: a known weight lands at its neuron and feature, with its sign."""
     w = trained("no-superposition")

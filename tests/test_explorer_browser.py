@@ -41,6 +41,7 @@ POSITION = """([name, x, y]) => {
 TOOLTIP = """(tips) => tips.filter((t) => t.offsetParent !== null || t.checkVisibility())
     .map((t) => [...t.shadowRoot.children].map((c) => c.innerText || "").join("\\n")).join("\\n")"""
 MODEL = "document.documentElement.dataset.explorerModel"
+STATUS = "Bokeh.documents[0].get_model_by_name('status').text"
 
 
 @pytest.fixture(scope="module")
@@ -213,6 +214,7 @@ def test_the_capacity_grid_is_reached_by_width_and_importance(
     # The grid's data scripts arrive late, as on a slow network: the menus must wait for them.
     page.route("**/explorer/capacity-*.js", late)
     choose(page, "Experiment", "D, E: capacity")
+    page.wait_for_function(f"{STATUS}.startsWith('Loading')")  # says so meanwhile
     choose(page, "Width m", "10")
     choose(page, "Importance", "equal")
     page.wait_for_function(f"{MODEL}.startsWith('capacity-m10-equal|')")
@@ -228,6 +230,33 @@ def test_the_capacity_grid_is_reached_by_width_and_importance(
     page = open_explorer(browser, shared)
     experiment = "Bokeh.documents[0].get_model_by_name('experiment').value"
     assert model(page)[0] == "sparsity-sweep" and page.evaluate(experiment) == "capacity"
+    page.context.close()
+
+
+def grid_best(name: str, p: float) -> int:
+    """From the file: the lowest-loss of seeds 0-2 at p (the capacity chapter's model)."""
+    with safe_open(HTML / "weights" / f"{name}.safetensors", "np") as f:
+        meta = f.metadata()
+    loss, probs, seeds = (json.loads(meta[k]) for k in ("final_loss", "feature_probs", "seeds"))
+    at_p = [k for k, q in enumerate(probs) if q == p and seeds[k] in (0, 1, 2)]
+    return seeds[min(at_p, key=loss.__getitem__)]
+
+
+@pytest.mark.parametrize("p", [0.03, 0.003])
+def test_b_as_the_grids_d40_draws_the_capacity_chapters_seed(
+    browser: Browser, base_url: str, p: float
+) -> None:
+    """B has eight seeds and the capacity chapter's D40 three: in the grid, the seed drawn and
+    marked is the lowest-loss of 0-2 (B's lowest-loss seed is another one at these p)."""
+    page = open_explorer(browser, f"{base_url}{PAGE}?experiment=sparsity-sweep&p={p}&grid=capacity")
+    seed = grid_best("sparsity-sweep", p)
+    assert model(page) == ("sparsity-sweep", p, seed)
+    options = page.get_by_label("Seed").evaluate("(e) => [...e.options].map((o) => o.textContent)")
+    assert f"{seed} (lowest of 0–2)" in options
+    assert "the one the capacity chapter draws" in page.evaluate(STATUS)
+    page.context.close()
+    page = open_explorer(browser, f"{base_url}{PAGE}?experiment=sparsity-sweep&p={p}")
+    assert model(page)[2] != seed  # outside the grid: the lowest-loss of all eight
     page.context.close()
 
 

@@ -67,7 +67,14 @@
     .map((c) => c.m).sort((a, b) => a - b).map(String);
   const meta = (name) => X.cfg.catalogue.find((e) => e.name === name);
   const sameP = (a, b) => Math.abs(a - b) <= 1e-9 * Math.max(1, Math.abs(b));
-  const bestSeed = (d, p) => d.instances.find((i) => i.best && sameP(i.p, p)).seed;
+  // The seed drawn first: the lowest-loss one at p, or in the capacity grid the lowest-loss
+  // of the grid's seeds (the capacity chapter's model; B, the grid's D40, has more seeds).
+  const bestSeed = (d, p, grid) => d.instances
+    .find((i) => (grid ? i.grid_best : i.best) && sameP(i.p, p)).seed;
+  // Whether the model is shown as a cell of the capacity grid: a capacity experiment, or B
+  // reached through the grid's menus or a grid address.
+  const inGrid = (args, st) => Boolean(inFamily(st.name)) &&
+    (!X.cfg.standalone.includes(st.name) || args.experiment.value === "capacity" || st.grid);
 
   // The model the address asks for, or the default one (the sparsity chapter's).
   function fromAddress() {
@@ -86,8 +93,7 @@
     try {
       // B is both an experiment of its own and the capacity grid's D40.
       const own = X.cfg.standalone;
-      const cap = inFamily(st.name) &&
-        (!own.includes(st.name) || args.experiment.value === "capacity" || st.grid);
+      const cap = inGrid(args, st);
       const options = X.cfg.catalogue.filter((e) => own.includes(e.name))
         .map((e) => [e.name, `${e.label}: ${e.title.replace(/ \(.*\)$/, "")}`]);
       options.push(["capacity", "D, E: capacity (width × importance)"]);
@@ -104,8 +110,11 @@
       args.width.visible = args.profile.visible = Boolean(cap);
       args.p.options = d.probs.map(String);
       args.p.value = String(st.p);
-      args.seed.options = d.seeds.map((s) => [String(s),
-        s === bestSeed(d, st.p) ? `${s} (lowest loss)` : String(s)]);
+      const gridBest = cap && own.includes(st.name) ? bestSeed(d, st.p, true) : null;
+      const seeds = X.cfg.capacitySeeds;
+      args.seed.options = d.seeds.map((s) => [String(s), s === gridBest
+        ? `${s} (lowest of ${seeds[0]}–${seeds[seeds.length - 1]})`
+        : s === bestSeed(d, st.p, false) ? `${s} (lowest loss)` : String(s)]);
       args.seed.value = String(st.seed);
     } finally {
       X.updating = false;
@@ -234,10 +243,14 @@
     args.key.text = key;
     const counts = [0, 0, 0];
     order.forEach((j) => counts[kind(j)]++);
+    const seeds = X.cfg.capacitySeeds;
+    const range = `${seeds[0]}–${seeds[seeds.length - 1]}`;
+    const asD = args.experiment.value === "capacity" && X.cfg.standalone.includes(d.name);
     args.status.text = `<b>${d.label}</b>: ${d.title} · p = ${inst.p} · seed ${inst.seed}` +
-      (inst.best ? " (the lowest-loss seed at this p, the one the book draws)" : "") +
-      (args.experiment.value === "capacity" && X.cfg.standalone.includes(d.name)
-        ? ` · the capacity grid's D${m} is this experiment` : "") +
+      (asD && inst.grid_best
+        ? ` (the lowest loss of seeds ${range} at this p, the one the capacity chapter draws)`
+        : inst.best ? " (the lowest-loss seed at this p, the one the book draws)" : "") +
+      (asD ? ` · the capacity grid's D${m} is this experiment, its seeds ${range}` : "") +
       ` · loss ${inst.loss.toPrecision(4)} · of ${m} neurons: ${counts[1]} polysemantic, ` +
       `${counts[0]} monosemantic, ${counts[2]} dead. Hover for exact weights; tap a neuron ` +
       `(a matrix row, a stack column, a bar or a middle node) to mark it in every view.`;
@@ -248,8 +261,11 @@
   }
 
   function show(args, st, address) {
+    if (!X.data[st.name]) args.status.text = `Loading <b>${meta(st.name).label}</b>…`;
     return load(st.name).then((d) => {
-      if (st.seed === null || !d.seeds.includes(st.seed)) st.seed = bestSeed(d, st.p);
+      if (st.seed === null || !d.seeds.includes(st.seed)) {
+        st.seed = bestSeed(d, st.p, inGrid(args, st));
+      }
       setControls(args, st, d);
       draw(args, d, st);
       if (address) {

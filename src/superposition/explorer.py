@@ -66,6 +66,11 @@ def experiment_data(w: store.Weights) -> dict:
     sup = analysis.superposition(R1)
     order = [analysis.neuron_order(R1[k], R2[k]) for k in range(E.n_instances)]
     best = {p: w.best(p) for p in E.feature_probs}
+    # the capacity chapter draws the lowest-loss of seeds 0-2 (B, as D40, has more seeds)
+    from .findings.capacity import grid_best as lowest_of_grid
+
+    grid = {c["name"] for c in capacity_family()}
+    grid_best = {p: lowest_of_grid(w, p) for p in E.feature_probs} if E.name in grid else {}
     read = R1.abs().amax(1) > MIN_BLOCK  # [instances, n]: features some neuron reads
     return {
         **_summary(E),
@@ -73,6 +78,7 @@ def experiment_data(w: store.Weights) -> dict:
         "sup_top": float(sup[read].max()) if bool(read.any()) else 0.0,
         "instances": [
             {"p": p, "seed": s, "loss": loss, "best": best[p] == k}
+            | ({"grid_best": grid_best[p] == k} if grid_best else {})
             for k, (p, s, loss) in enumerate(
                 zip(w.feature_probs, w.seeds, w.final_loss, strict=True)
             )
@@ -115,6 +121,8 @@ def write_site(dest: Path) -> Path:
     """Write the explorer's scripts into `dest/explorer/` (replacing what was there)."""
     import bokeh
 
+    from .findings.capacity import SEEDS
+
     folder = dest / FOLDER
     shutil.rmtree(folder, ignore_errors=True)
     folder.mkdir(parents=True)
@@ -137,6 +145,7 @@ def write_site(dest: Path) -> Path:
             {
                 "catalogue": catalogue(),
                 "capacity": capacity_family(),
+                "capacitySeeds": list(SEEDS),
                 "supTop": top,
                 "constants": {
                     "steps": STEPS,
@@ -333,14 +342,14 @@ def document():
     ]))  # fmt: skip
 
     def select(name: str, title: str) -> Select:
-        width = 300 if name == "experiment" else 130
+        width = {"experiment": 300, "seed": 165}.get(name, 130)  # "0 (lowest of 0–2)" whole
         return Select(name=name, title=title, options=[], width=width,
                       styles={"font-size": "13px"})  # fmt: skip
 
     controls = {
         "experiment": select("experiment", "Experiment"),
+        "profile": select("profile", "Importance"),  # first: the widths depend on it
         "width": select("width", "Width m"),
-        "profile": select("profile", "Importance"),
         "p": select("p", "Feature probability p"),
         "seed": select("seed", "Seed"),
     }

@@ -125,18 +125,28 @@ def adler_shavit_room(m: int) -> int:
     return k
 
 
+def grid_instances(w: store.Weights, p: float) -> list[int]:
+    """The instances of `w` at p that the grid uses: seeds SEEDS, in that order."""
+    ks = [k for k in w.instances_at(p) if w.seeds[k] in SEEDS]
+    return sorted(ks, key=lambda k: SEEDS.index(w.seeds[k]))
+
+
+def grid_best(w: store.Weights, p: float) -> int:
+    """The lowest-loss one of `grid_instances` (the first on a tie): the model the chapter draws."""
+    return min(grid_instances(w, p), key=w.final_loss.__getitem__)
+
+
 def _cells(profile: str, m: int) -> list[Cell]:
     w = store.load(experiment_name(profile, m))
     e = w.experiment
     importance = torch.tensor(e.importance(), dtype=torch.float64)
     cells = []
     for p in e.feature_probs:
-        ks = [k for k in w.instances_at(p) if w.seeds[k] in SEEDS]
-        ks.sort(key=lambda k: SEEDS.index(w.seeds[k]))
+        ks = grid_instances(w, p)
         fve = analysis.explained_variance(w.W1[ks], w.W2[ks], w.b[ks], [p] * len(ks))
         computed = fve.computed().sum(-1)
         baseline = analysis.monosemantic_loss(importance, p, m // 2)
-        best = min(range(len(ks)), key=lambda j: w.final_loss[ks[j]])
+        best = ks.index(grid_best(w, p))
         cells.append(
             Cell(
                 profile=profile, m=m, p=p, instance=ks[best], seed=w.seeds[ks[best]],
