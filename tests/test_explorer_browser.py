@@ -223,8 +223,11 @@ def test_the_capacity_grid_is_reached_by_width_and_importance(
     page.wait_for_function(f"{MODEL}.startsWith('capacity-m5-equal|')")
     choose(page, "Importance", "I = 0.8")  # no D5: the nearest width, 10
     page.wait_for_function(f"{MODEL}.startsWith('capacity-m10-decay|')")
+    # every cell starts at the capacity chapter's model, whatever seed the last one had
+    assert model(page) == ("capacity-m10-decay", 0.03, grid_best("capacity-m10-decay", 0.03))
     choose(page, "Width m", "40")
     page.wait_for_function(f"{MODEL}.startsWith('sparsity-sweep|')")  # D40 is experiment B
+    assert model(page) == ("sparsity-sweep", 0.03, grid_best("sparsity-sweep", 0.03))
     shared = page.url  # and its address keeps the reader in the grid
     page.context.close()
     page = open_explorer(browser, shared)
@@ -242,21 +245,40 @@ def grid_best(name: str, p: float) -> int:
     return seeds[min(at_p, key=loss.__getitem__)]
 
 
+def lowest_loss(name: str, p: float) -> int:
+    """From the file: the lowest-loss seed at p."""
+    with safe_open(HTML / "weights" / f"{name}.safetensors", "np") as f:
+        meta = f.metadata()
+    loss, probs, seeds = (json.loads(meta[k]) for k in ("final_loss", "feature_probs", "seeds"))
+    return seeds[min((k for k, q in enumerate(probs) if q == p), key=loss.__getitem__)]
+
+
+def seed_options(page: Page) -> list[str]:
+    return page.get_by_label("Seed").evaluate("(e) => [...e.options].map((o) => o.textContent)")
+
+
 @pytest.mark.parametrize("p", [0.03, 0.003])
 def test_b_as_the_grids_d40_draws_the_capacity_chapters_seed(
     browser: Browser, base_url: str, p: float
 ) -> None:
-    """B has eight seeds and the capacity chapter's D40 three: in the grid, the seed drawn and
-    marked is the lowest-loss of 0-2 (B's lowest-loss seed is another one at these p)."""
+    """B has eight seeds and the capacity chapter's D40 three: in the grid, the seed drawn is
+    the lowest-loss of 0-2, marked beside the lowest-loss of all eight; outside it, only the
+    latter, drawn and marked."""
+    grid, best = grid_best("sparsity-sweep", p), lowest_loss("sparsity-sweep", p)
+    assert grid != best  # at these p (what makes the test tell the two rules apart)
     page = open_explorer(browser, f"{base_url}{PAGE}?experiment=sparsity-sweep&p={p}&grid=capacity")
-    seed = grid_best("sparsity-sweep", p)
-    assert model(page) == ("sparsity-sweep", p, seed)
-    options = page.get_by_label("Seed").evaluate("(e) => [...e.options].map((o) => o.textContent)")
-    assert f"{seed} (lowest of 0–2)" in options
+    assert model(page) == ("sparsity-sweep", p, grid)
+    assert {f"{grid} (lowest of 0–2)", f"{best} (lowest loss)"} <= set(seed_options(page))
     assert "the one the capacity chapter draws" in page.evaluate(STATUS)
+    choose(page, "Experiment", "B:")  # out of the grid: another model, the book's seed
+    page.wait_for_function(f"{MODEL} === 'sparsity-sweep|{p}|{best}'")
+    assert "grid" not in page.url
     page.context.close()
     page = open_explorer(browser, f"{base_url}{PAGE}?experiment=sparsity-sweep&p={p}")
-    assert model(page)[2] != seed  # outside the grid: the lowest-loss of all eight
+    assert model(page) == ("sparsity-sweep", p, best)
+    options = seed_options(page)
+    assert f"{best} (lowest loss)" in options and not any("lowest of" in o for o in options)
+    assert "capacity" not in page.evaluate(STATUS)
     page.context.close()
 
 

@@ -2,7 +2,8 @@
 // (one data script per experiment, loaded when a reader first picks it) and puts one model
 // into the Bokeh data sources; Bokeh draws, links the views and shows the hovers.
 // explorer.py's `document()` calls start() when the page is ready and changed() when a
-// control changes. Reading the address: ?experiment=NAME&p=P&seed=S (see explorer.link).
+// control changes. Reading the address: ?experiment=NAME&p=P&seed=S (see explorer.link),
+// and &grid=capacity for B shown as the capacity grid's D40.
 (function () {
   "use strict";
   const base = document.currentScript.src.replace(/[^/]*$/, "");
@@ -63,12 +64,15 @@
 
   const family = () => X.cfg.capacity;
   const inFamily = (name) => family().find((c) => c.name === name);
+  const seeds = () => X.cfg.capacitySeeds;
+  const seedRange = () => `${seeds()[0]}–${seeds()[seeds().length - 1]}`; // contiguous
   const widths = (profile) => family().filter((c) => c.profile === profile)
     .map((c) => c.m).sort((a, b) => a - b).map(String);
   const meta = (name) => X.cfg.catalogue.find((e) => e.name === name);
   const sameP = (a, b) => Math.abs(a - b) <= 1e-9 * Math.max(1, Math.abs(b));
-  // The seed drawn first: the lowest-loss one at p, or in the capacity grid the lowest-loss
-  // of the grid's seeds (the capacity chapter's model; B, the grid's D40, has more seeds).
+  // The seed a model is drawn at when no seed carries over: the lowest-loss one at p, or in
+  // the capacity grid the lowest-loss of the grid's seeds (the capacity chapter's model; B,
+  // the grid's D40, has more seeds).
   const bestSeed = (d, p, grid) => d.instances
     .find((i) => (grid ? i.grid_best : i.best) && sameP(i.p, p)).seed;
   // Whether the model is shown as a cell of the capacity grid: a capacity experiment, or B
@@ -96,7 +100,7 @@
       const cap = inGrid(args, st);
       const options = X.cfg.catalogue.filter((e) => own.includes(e.name))
         .map((e) => [e.name, `${e.label}: ${e.title.replace(/ \(.*\)$/, "")}`]);
-      options.push(["capacity", "D, E: capacity (width × importance)"]);
+      options.push(["capacity", "D, E: capacity (importance × width)"]);
       args.experiment.options = options;
       args.experiment.value = cap ? "capacity" : st.name;
       args.profile.options = [["decay", "I = 0.8^i"], ["equal", "equal"]];
@@ -110,11 +114,11 @@
       args.width.visible = args.profile.visible = Boolean(cap);
       args.p.options = d.probs.map(String);
       args.p.value = String(st.p);
+      // the lowest-loss seed; for B in the grid also the lowest-loss of the grid's seeds
+      const best = bestSeed(d, st.p, false);
       const gridBest = cap && own.includes(st.name) ? bestSeed(d, st.p, true) : null;
-      const seeds = X.cfg.capacitySeeds;
-      args.seed.options = d.seeds.map((s) => [String(s), s === gridBest
-        ? `${s} (lowest of ${seeds[0]}–${seeds[seeds.length - 1]})`
-        : s === bestSeed(d, st.p, false) ? `${s} (lowest loss)` : String(s)]);
+      args.seed.options = d.seeds.map((s) => [String(s), s === best ? `${s} (lowest loss)`
+        : s === gridBest ? `${s} (lowest of ${seedRange()})` : String(s)]);
       args.seed.value = String(st.seed);
     } finally {
       X.updating = false;
@@ -243,14 +247,17 @@
     args.key.text = key;
     const counts = [0, 0, 0];
     order.forEach((j) => counts[kind(j)]++);
-    const seeds = X.cfg.capacitySeeds;
-    const range = `${seeds[0]}–${seeds[seeds.length - 1]}`;
     const asD = args.experiment.value === "capacity" && X.cfg.standalone.includes(d.name);
+    let why = ""; // which chapter draws this model, if one does
+    if (inst.best) {
+      why = ` (the lowest-loss seed at this p, the one the ${asD && !inst.grid_best
+        ? "sparsity chapter" : "book"} draws)`;
+    } else if (asD && inst.grid_best) {
+      why = ` (the lowest-loss of seeds ${seedRange()} at this p, the one the capacity ` +
+        "chapter draws)";
+    }
     args.status.text = `<b>${d.label}</b>: ${d.title} · p = ${inst.p} · seed ${inst.seed}` +
-      (asD && inst.grid_best
-        ? ` (the lowest loss of seeds ${range} at this p, the one the capacity chapter draws)`
-        : inst.best ? " (the lowest-loss seed at this p, the one the book draws)" : "") +
-      (asD ? ` · the capacity grid's D${m} is this experiment, its seeds ${range}` : "") +
+      why + (asD ? ` · the capacity grid's D${m} is this experiment at seeds ${seedRange()}` : "") +
       ` · loss ${inst.loss.toPrecision(4)} · of ${m} neurons: ${counts[1]} polysemantic, ` +
       `${counts[0]} monosemantic, ${counts[2]} dead. Hover for exact weights; tap a neuron ` +
       `(a matrix row, a stack column, a bar or a middle node) to mark it in every view.`;
@@ -260,9 +267,13 @@
     root.explorerDrawnMs = String(Math.round(performance.now()));
   }
 
+  // Each show() takes a ticket; a load that ends after a later choice draws nothing.
+  let ticket = 0;
   function show(args, st, address) {
+    const mine = ++ticket;
     if (!X.data[st.name]) args.status.text = `Loading <b>${meta(st.name).label}</b>…`;
     return load(st.name).then((d) => {
+      if (mine !== ticket) return;
       if (st.seed === null || !d.seeds.includes(st.seed)) {
         st.seed = bestSeed(d, st.p, inGrid(args, st));
       }
@@ -274,6 +285,7 @@
         window.history.replaceState(null, "", "?" + q.toString());
       }
     }).catch((error) => {
+      if (mine !== ticket) return;
       args.status.text = `<b>The explorer could not load this model</b>: ${error.message}`;
       throw error;
     });
@@ -309,8 +321,10 @@
     }
     const e = meta(name);
     const p = e.probs.find((v) => sameP(v, parseFloat(args.p.value))) ?? e.probs[0];
+    // A chosen seed, or the seed before when only p changed; another model starts at the
+    // seed the book draws of it.
     const seed = which === "seed" ? parseInt(args.seed.value, 10)
-      : e.seeds.includes(X.state.seed) ? X.state.seed : null;
+      : which === "p" && e.seeds.includes(X.state.seed) ? X.state.seed : null;
     show(args, { name, p, seed }, true);
   };
 })();
