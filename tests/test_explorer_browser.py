@@ -236,21 +236,18 @@ def test_the_capacity_grid_is_reached_by_width_and_importance(
     page.context.close()
 
 
-def grid_best(name: str, p: float) -> int:
-    """From the file: the lowest-loss of seeds 0-2 at p (the capacity chapter's model)."""
+def lowest_loss(name: str, p: float, among: tuple[int, ...] | None = None) -> int:
+    """From the file: the lowest-loss seed at p (of the seeds `among`, if given)."""
     with safe_open(HTML / "weights" / f"{name}.safetensors", "np") as f:
         meta = f.metadata()
     loss, probs, seeds = (json.loads(meta[k]) for k in ("final_loss", "feature_probs", "seeds"))
-    at_p = [k for k, q in enumerate(probs) if q == p and seeds[k] in (0, 1, 2)]
+    at_p = [k for k, q in enumerate(probs) if q == p and (among is None or seeds[k] in among)]
     return seeds[min(at_p, key=loss.__getitem__)]
 
 
-def lowest_loss(name: str, p: float) -> int:
-    """From the file: the lowest-loss seed at p."""
-    with safe_open(HTML / "weights" / f"{name}.safetensors", "np") as f:
-        meta = f.metadata()
-    loss, probs, seeds = (json.loads(meta[k]) for k in ("final_loss", "feature_probs", "seeds"))
-    return seeds[min((k for k, q in enumerate(probs) if q == p), key=loss.__getitem__)]
+def grid_best(name: str, p: float) -> int:
+    """The lowest-loss of seeds 0-2 at p: the capacity chapter's model."""
+    return lowest_loss(name, p, among=(0, 1, 2))
 
 
 def seed_options(page: Page) -> list[str]:
