@@ -176,13 +176,9 @@ def test_the_default_view_is_the_sparsity_chapters_lowest_loss_model(
 ) -> None:
     page = open_explorer(browser, base_url + PAGE)
     name, p, seed = model(page)
-    _, _, probs, seeds = weights(name)
     page.context.close()
     assert (name, p) == ("sparsity-sweep", 0.03)
-    with safe_open(HTML / "weights" / f"{name}.safetensors", "np") as f:
-        loss = json.loads(f.metadata()["final_loss"])
-    at_p = [k for k, q in enumerate(probs) if q == p]
-    assert seed == seeds[min(at_p, key=loss.__getitem__)]  # the lowest-loss seed
+    assert seed == lowest_loss(name, p)
 
 
 @pytest.mark.parametrize("control, option", [("p", "0.001"), ("seed", "5")])
