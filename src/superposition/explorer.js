@@ -248,16 +248,17 @@
     const counts = [0, 0, 0];
     order.forEach((j) => counts[kind(j)]++);
     const asD = args.experiment.value === "capacity" && X.cfg.standalone.includes(d.name);
-    let why = ""; // which chapter draws this model, if one does
+    let note = ""; // which chapter draws this model; for B in the grid, its place there
     if (inst.best) {
-      why = ` (the lowest-loss seed at this p, the one the ${asD && !inst.grid_best
+      note = ` (the lowest-loss seed at this p, the one the ${asD && !inst.grid_best
         ? "sparsity chapter" : "book"} draws)`;
     } else if (asD && inst.grid_best) {
-      why = ` (the lowest-loss of seeds ${seedRange()} at this p, the one the capacity ` +
+      note = ` (the lowest-loss of seeds ${seedRange()} at this p, the one the capacity ` +
         "chapter draws)";
     }
+    if (asD) note += ` · the capacity grid's D${m} is this experiment at seeds ${seedRange()}`;
     args.status.text = `<b>${d.label}</b>: ${d.title} · p = ${inst.p} · seed ${inst.seed}` +
-      why + (asD ? ` · the capacity grid's D${m} is this experiment at seeds ${seedRange()}` : "") +
+      note +
       ` · loss ${inst.loss.toPrecision(4)} · of ${m} neurons: ${counts[1]} polysemantic, ` +
       `${counts[0]} monosemantic, ${counts[2]} dead. Hover for exact weights; tap a neuron ` +
       `(a matrix row, a stack column, a bar or a middle node) to mark it in every view.`;
