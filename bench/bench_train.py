@@ -18,10 +18,11 @@ A second table (`--part capacity`) times the capacity chapter's five experiments
 together (`train_together`, as `make figures` trains them) and one after the other, against B
 in the same rounds: the chapter's training budget is B's time. A short run's ratio to B
 depends on its length, so the budget itself is read off a whole `make figures` (on a 2-core
-AMD EPYC, six fresh clones: capacity 551, 503, 525, 549, 447 and 541 s against B's 565,
-559, 609, 519, 614 and 614 s, ratios 0.73-1.06, for the machine's speed drifts within a
-run; at 300 steps the ratio was 0.85 and 0.97 in two sessions, and for the earlier grid with
-E40 in place of E5, 1.19 at 60 steps and 0.92 at 300, where whole runs gave 0.99-1.16).
+AMD EPYC, seven fresh clones: capacity 551, 503, 525, 549, 447, 541 and 510 s against B's
+565, 559, 609, 519, 614, 614 and 620 s, ratios 0.73-1.06, for the machine's speed drifts
+within a run; at 300 steps the ratio was 0.85 and 0.97 in two sessions, and for the earlier
+grid with E40 in place of E5, 1.19 at 60 steps and 0.92 at 300, where whole runs gave
+0.99-1.16).
 
 The benchmark holds the CPU lock (superposition.cpu_slot), so it never runs beside a training.
 """
