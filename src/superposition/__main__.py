@@ -105,10 +105,16 @@ def cmd_figures(args: argparse.Namespace, parser: argparse.ArgumentParser) -> in
             )
         code_hashes = [store.content_hash(experiment) for experiment, _ in run]
         only = " ".join(f"--only {experiment.name}" for experiment, _ in run)
+        try:
+            starts = [_start(experiment) for experiment, _ in run]
+        except store.WeightsError as exc:
+            print(f"error: a constructed start needs its parent's weights: {exc}", file=sys.stderr)
+            return 1
         with cpu_slot(f"figures {only}") if device == "cpu" else nullcontext():
             results = train_together(
-                [experiment for experiment, _ in run], device, not args.quiet, _raise_if_stopped
-            )
+                [experiment for experiment, _ in run], device, not args.quiet, _raise_if_stopped,
+                starts,
+            )  # fmt: skip
         if _stopped_by:
             return 128 + _stopped_by[0]  # a stop that was swallowed: never save after it
         steps, seconds = run[0][0].steps, results[0].seconds
@@ -117,6 +123,16 @@ def cmd_figures(args: argparse.Namespace, parser: argparse.ArgumentParser) -> in
         for (experiment, _), result, code_hash in zip(run, results, code_hashes, strict=True):
             print(f"{experiment.name}: saved {store.save(experiment, result, code_hash=code_hash)}")
     return 0
+
+
+def _start(experiment: experiments.Experiment):
+    """The starting weights of a constructed experiment (None for a random start): its
+    parent, trained earlier in the same command or before, must be fresh."""
+    if experiment.start != "constructed":
+        return None
+    from .starts import initial
+
+    return initial(experiment, store.load(experiment.parent))
 
 
 def _runs(todo: list[tuple]) -> list[list[tuple]]:

@@ -53,7 +53,7 @@ from .result import TrainResult
 
 FORMAT = "superposition-weights/1"
 TENSORS = ("W1", "W2", "b")
-_TRAINING_CODE = ("data.py", "model.py", "train.py", "compiling.py")
+_TRAINING_CODE = ("data.py", "model.py", "train.py", "compiling.py", "starts.py")
 _LIST_KEYS = ("feature_probs", "seeds", "final_loss")
 _REQUIRED = ("format", "experiment", "config", "content_hash", *_LIST_KEYS, "device",
              "mode", "hardware", "versions", "tensor_sha256")  # fmt: skip
@@ -146,6 +146,8 @@ def content_hash(experiment: Experiment) -> str:
     here = Path(__file__).parent
     for name in _TRAINING_CODE:
         h.update(name.encode() + b"\0" + code_text((here / name).read_text()).encode())
+    if experiment.parent:  # a constructed start depends on the parent's trained weights
+        h.update(b"parent\0" + content_hash(get(experiment.parent)).encode())
     return h.hexdigest()
 
 

@@ -374,15 +374,21 @@ def _optimiser(model: AbsModel, experiment: Experiment) -> torch.optim.Optimizer
         return torch.optim.AdamW(params, foreach=True, **kwargs)
 
 
+# Starting weights (W1, W2, b), each with a leading instance axis, for a constructed start.
+Start = tuple[Tensor, Tensor, Tensor]
+
+
 def train(
     experiment: Experiment,
     device: str | None = None,
     progress: bool = True,
     stop_check: Callable[[], None] | None = None,
+    start: Start | None = None,
 ) -> TrainResult:
     """Train every instance of `experiment`. `stop_check` is called before every step and
-    may raise to end the run (the command line's way to honour a signal for certain)."""
-    return train_together([experiment], device, progress, stop_check)[0]
+    may raise to end the run (the command line's way to honour a signal for certain).
+    `start` gives the starting weights of a constructed experiment (see starts.py)."""
+    return train_together([experiment], device, progress, stop_check, [start])[0]
 
 
 def train_together(
@@ -390,6 +396,7 @@ def train_together(
     device: str | None = None,
     progress: bool = True,
     stop_check: Callable[[], None] | None = None,
+    starts: Sequence[Start | None] | None = None,
 ) -> list[TrainResult]:
     """Train several experiments that draw the same batches (equal `batch_stream()`, like
     the five capacity experiments) in one loop that draws each batch once (`SharedStep`).
@@ -397,9 +404,12 @@ def train_together(
     `phases` are those of the whole run. Experiments whose batches differ are refused."""
     experiments = list(experiments)
     _check_shared(experiments)
+    starts = list(starts) if starts is not None else [None] * len(experiments)
+    if len(starts) != len(experiments):
+        raise ValueError("give one start (or None) per experiment")
     dev = pick_device(device)
     with _flush_denormals(dev), _room_to_compile():
-        return _train(experiments, dev, progress, stop_check or (lambda: None))
+        return _train(experiments, starts, dev, progress, stop_check or (lambda: None))
 
 
 @contextmanager
@@ -433,17 +443,23 @@ def _flush_denormals(device: torch.device):
 class _Run:
     """One experiment's model, optimiser and recycling generator in a training loop."""
 
-    def __init__(self, experiment: Experiment, dev: torch.device) -> None:
+    def __init__(self, experiment: Experiment, dev: torch.device, start: Start | None) -> None:
         self.experiment = experiment
         self.probs = torch.tensor(experiment.instance_probs, dtype=torch.float32, device=dev)
-        self.model = AbsModel.initialise(
-            experiment.n_features,
-            experiment.n_hidden,
-            experiment.instance_seeds,
-            dev,
-            scale=experiment.init_scale,
-        )
-        if experiment.bias_init == "mean":
+        if (start is not None) != (experiment.start == "constructed"):
+            raise ValueError(f"{experiment.name}: a {experiment.start} start needs "
+                             + ("no starting weights" if start is None else "starting weights"))
+        if start is not None:
+            self.model = AbsModel(*(t.detach().float().clone().to(dev) for t in start))
+        else:
+            self.model = AbsModel.initialise(
+                experiment.n_features,
+                experiment.n_hidden,
+                experiment.instance_seeds,
+                dev,
+                scale=experiment.init_scale,
+            )
+        if start is None and experiment.bias_init == "mean":
             with torch.no_grad():
                 self.model.b.copy_((self.probs / 2)[:, None].expand_as(self.model.b))
         self.optimiser = _optimiser(self.model, experiment)
@@ -467,12 +483,13 @@ class _Run:
 
 def _train(
     experiments: list[Experiment],
+    starts: list[Start | None],
     dev: torch.device,
     progress: bool,
     stop_check: Callable[[], None],
 ) -> list[TrainResult]:
     start = time.perf_counter()
-    runs = [_Run(experiment, dev) for experiment in experiments]
+    runs = [_Run(e, dev, start) for e, start in zip(experiments, starts, strict=True)]
     # One experiment takes the fused step; several draw each batch once for all of them.
     step_fn = Step(experiments[0], dev) if len(runs) == 1 else SharedStep(experiments, dev)
 

@@ -1,9 +1,12 @@
 """The facts of the chapter "How much can m neurons compute?" (experiments D, E and B).
 
-Per width m, importance profile and sparsity p: how many features each model computes
-(explained variance of |x_i| at least analysis.FVE_COMPUTED on both sides), per neuron, and
-its loss over the loss of the monosemantic solution, which computes the m/2 most important
-features exactly and answers every other one with its mean.
+Per width m, importance profile and sparsity p (a *cell*): the models trained from random
+starts (SEEDS) and from constructed starts (experiments.constructed), and the one the chapter
+reports, the lowest-loss of them all. For each: how many features it computes (the
+within-side measure of |x_i| at least a threshold on both sides, at each of
+analysis.FVE_THRESHOLDS), how many sides, the summed presence measure, and its loss over the
+monosemantic solution's, which computes the m/2 most important features exactly and answers
+every other one with its mean.
 """
 
 from __future__ import annotations
@@ -29,26 +32,87 @@ def experiment_name(profile: str, m: int) -> str:
     return f"capacity-m{m}-{profile}"
 
 
+THRESHOLDS = analysis.FVE_THRESHOLDS  # counts are given at each; sentences use the middle
+RANDOM, MONOSEMANTIC, CONTINUATION = "random", "monosemantic", "continuation"
+
+
+@dataclass(frozen=True)
+class Candidate:
+    """One trained model of a cell: a random start (one of SEEDS) or a constructed one."""
+
+    start: str  # RANDOM, MONOSEMANTIC or CONTINUATION
+    experiment: str  # its weight file
+    instance: int  # its index there
+    seed: int  # the random seed (for a constructed start: its seed in CONSTRUCTED_SEEDS)
+    loss: float
+    computed: tuple[int, ...]  # features computed (both sides), at each of THRESHOLDS
+    sides: tuple[int, ...]  # sides of |x| computed, at each of THRESHOLDS
+    explained: float  # sum over features of the presence measure: features' worth of |x|
+
+
 @dataclass(frozen=True)
 class Cell:
-    """One (profile, m, p): the three seeds' models."""
+    """One (profile, m, p): its random starts (SEEDS order), then its constructed starts."""
 
     profile: str
     m: int
     p: float
-    instance: int  # the lowest-loss seed's instance in its weight file (the one shown)
-    seed: int
-    computed: tuple[int, ...]  # features computed on both sides, per seed (SEEDS order)
-    # sum over features of the variance explained (overall), per seed: how many features'
-    # worth of |x| the outputs carry, partial ones included (the monosemantic solution: m/2)
-    explained: tuple[float, ...]
-    loss_ratio: tuple[float, ...]  # loss over the monosemantic solution's, per seed
-    fve: Tensor = field(repr=False)  # [n] explained variance per feature, lowest-loss seed
+    candidates: tuple[Candidate, ...]
+    baseline: float  # the monosemantic solution's loss
+    # the reported model's count at FVE_COMPUTED and its summed presence measure, scored on
+    # each of analysis.FVE_NOISE_SEEDS' rows: the measure's own noise
+    noise_computed: tuple[int, ...]
+    noise_explained: tuple[float, ...]
+    fve: Tensor = field(repr=False)  # [n] presence measure per feature, reported model
+    negative: Tensor = field(repr=False)  # [n] within-side measure, x_i < 0, reported model
+    positive: Tensor = field(repr=False)  # [n] the same, x_i > 0
+    worst: Tensor = field(repr=False)  # [3, n] largest error with 0, 1, 2 others active
+
+    @property
+    def random(self) -> tuple[Candidate, ...]:
+        return tuple(c for c in self.candidates if c.start == RANDOM)
+
+    @property
+    def reported(self) -> Candidate:
+        """The lowest-loss model of the cell, over random and constructed starts (the first
+        on a tie): the best model found, which the chapter reports."""
+        return min(self.candidates, key=lambda c: c.loss)
+
+    @property
+    def random_best(self) -> Candidate:
+        """The lowest-loss random start: what training from random starts finds."""
+        return min(self.random, key=lambda c: c.loss)
+
+    @property
+    def constructed_won(self) -> bool:
+        return self.reported.start != RANDOM
+
+    @property
+    def random_shortfall(self) -> float:
+        """The lowest random start's loss over the reported model's (1 when a random start
+        is the best model found)."""
+        return self.random_best.loss / self.reported.loss
+
+    @property
+    def instance(self) -> int:
+        return self.reported.instance
+
+    @property
+    def seed(self) -> int:
+        return self.reported.seed
+
+    def best_at(self, threshold: float) -> int:
+        """Features computed by the reported model at `threshold` (one of THRESHOLDS)."""
+        return self.reported.computed[THRESHOLDS.index(threshold)]
 
     @property
     def best(self) -> int:
-        """Features computed by the lowest-loss seed."""
-        return self.computed[SEEDS.index(self.seed)]
+        """Features computed by the reported model, at analysis.FVE_COMPUTED."""
+        return self.best_at(analysis.FVE_COMPUTED)
+
+    @property
+    def best_sides(self) -> int:
+        return self.reported.sides[THRESHOLDS.index(analysis.FVE_COMPUTED)]
 
     @property
     def per_neuron(self) -> float:
@@ -56,16 +120,37 @@ class Cell:
 
     @property
     def best_explained(self) -> float:
-        return self.explained[SEEDS.index(self.seed)]
+        return self.reported.explained
 
     @property
     def best_loss_ratio(self) -> float:
-        return self.loss_ratio[SEEDS.index(self.seed)]
+        return self.reported.loss / self.baseline
+
+    @property
+    def loss_ratio(self) -> tuple[float, ...]:
+        """Every random start's loss over the monosemantic solution's (SEEDS order)."""
+        return tuple(c.loss / self.baseline for c in self.random)
+
+    @property
+    def computed(self) -> tuple[int, ...]:
+        """Every random start's count at analysis.FVE_COMPUTED (SEEDS order)."""
+        return tuple(c.computed[THRESHOLDS.index(analysis.FVE_COMPUTED)] for c in self.random)
+
+    @property
+    def threshold_band(self) -> tuple[int, int]:
+        """The reported model's count at the strictest and at the loosest threshold."""
+        return self.reported.computed[-1], self.reported.computed[0]
 
     @property
     def beats(self) -> bool:
-        """The lowest-loss seed computes more than m/2 features."""
+        """The reported model computes more than m/2 features (at FVE_COMPUTED)."""
         return self.best > self.m // 2
+
+    def worst_of_computed(self, others: int) -> float:
+        """The largest error, with `others` other features active, over the features the
+        reported model computes (nan if it computes none)."""
+        keep = (self.negative >= analysis.FVE_COMPUTED) & (self.positive >= analysis.FVE_COMPUTED)
+        return float(self.worst[others][keep].max()) if bool(keep.any()) else math.nan
 
 
 @dataclass(frozen=True)
@@ -76,22 +161,25 @@ class CapacityFindings:
     seeds: tuple[int, ...]
     decay: float
     fve_computed: float
+    thresholds: tuple[float, ...]
     cells: dict[tuple[str, int, float], Cell]
+    # B's best-of-k curve: per p, the lowest loss of its first k seeds over the best found
+    best_of_k: dict[float, tuple[float, ...]]
 
     def cell(self, profile: str, m: int, p: float) -> Cell:
         return self.cells[(profile, m, p)]
 
     def first_beating_p(self, profile: str, m: int) -> float | None:
-        """The densest p at which the lowest-loss seed computes more than m/2 features."""
+        """The densest p at which the reported model computes more than m/2 features."""
         return next((p for p in self.probs if self.cell(profile, m, p).beats), None)
 
     def peak(self, profile: str, m: int) -> Cell:
-        """The sparsity at which the lowest-loss seed computes the most features (the
-        densest such p on a tie)."""
+        """The sparsity at which the reported model computes the most features (the densest
+        such p on a tie)."""
         return max((self.cell(profile, m, p) for p in self.probs), key=lambda c: c.best)
 
     def best_loss_ratios(self, p: float) -> list[float]:
-        """The lowest-loss seed's loss ratio at p, for every width and profile."""
+        """The reported model's loss ratio at p, for every width and profile."""
         return [self.cell(profile, m, p).best_loss_ratio
                 for profile in PROFILES for m in self.widths[profile]]  # fmt: skip
 
@@ -100,19 +188,58 @@ class CapacityFindings:
         return self.peak(profile, m).best == self.n
 
     def table_rows(self) -> list[list[str]]:
-        """Features computed per neuron: lowest-loss seed (range over seeds), by p."""
+        """Features computed by the reported model at each of THRESHOLDS (loosest first), by
+        p; a star marks a cell whose reported model came from a constructed start."""
         rows = []
         for profile in PROFILES:
             for m in self.widths[profile]:
                 row = [f"{self.decay:g}^i" if profile == "decay" else "equal", str(m)]
                 for p in self.probs:
                     c = self.cell(profile, m, p)
-                    low, high = min(c.computed) / m, max(c.computed) / m
-                    # word joiners keep a range on one line
-                    spread = f" ({low:.2f}\u2060–\u2060{high:.2f})" if low != high else ""
-                    row.append(f"{c.per_neuron:.2f}{spread}")
+                    star = "*" if c.constructed_won else ""
+                    # word joiners keep the three counts on one line
+                    row.append("\u2060/\u2060".join(str(v) for v in c.reported.computed) + star)
                 rows.append(row)
         return rows
+
+    @property
+    def all_cells(self) -> list[Cell]:
+        return [self.cell(pr, m, p) for pr in PROFILES for m in self.widths[pr] for p in self.probs]
+
+    @property
+    def constructed_wins(self) -> list[Cell]:
+        """Cells whose best model came from a constructed start."""
+        return [c for c in self.all_cells if c.constructed_won]
+
+    @property
+    def largest_shortfall(self) -> Cell:
+        """The cell whose lowest random start is furthest above its best model found."""
+        return max(self.all_cells, key=lambda c: c.random_shortfall)
+
+    def dense_ratios(self) -> list[float]:
+        """The reported models' loss over the monosemantic solution's at p = 1."""
+        return self.best_loss_ratios(self.probs[0])
+
+    def dense_random_ratios(self) -> list[float]:
+        """The same for the lowest random start: what random starts alone reach."""
+        return [c.random_best.loss / c.baseline
+                for c in self.all_cells if c.p == self.probs[0]]  # fmt: skip
+
+    def threshold_flips(self) -> list[Cell]:
+        """Cells whose count at the loosest threshold is more than twice that at the
+        strictest (or where only the strictest finds none): a count that hinges on where
+        the threshold sits."""
+        return [c for c in self.all_cells
+                if c.threshold_band[1] > 2 * c.threshold_band[0]]  # fmt: skip
+
+    @property
+    def largest_noise(self) -> int:
+        """The widest spread of a reported model's count over the row seeds."""
+        return max(max(c.noise_computed) - min(c.noise_computed) for c in self.all_cells)
+
+    @property
+    def largest_explained_noise(self) -> float:
+        return max(max(c.noise_explained) - min(c.noise_explained) for c in self.all_cells)
 
 
 def adler_shavit_room(m: int) -> int:
@@ -132,28 +259,58 @@ def grid_instances(w: store.Weights, p: float) -> list[int]:
 
 
 def grid_best(w: store.Weights, p: float) -> int:
-    """The lowest-loss one of `grid_instances` (the first on a tie): the model the chapter draws."""
+    """The lowest-loss one of `grid_instances` (the first on a tie): the lowest random start."""
     return min(grid_instances(w, p), key=w.final_loss.__getitem__)
+
+
+def constructed_name(profile: str, m: int) -> str:
+    return experiments.constructed(experiments.get(experiment_name(profile, m))).name
+
+
+def _candidates(w: store.Weights, ks: list[int], start, fve) -> list[Candidate]:
+    return [
+        Candidate(
+            start=start(k), experiment=w.experiment.name, instance=k, seed=w.seeds[k],
+            loss=w.final_loss[k],
+            computed=tuple(int(fve.computed(t)[j].sum()) for t in THRESHOLDS),
+            sides=tuple(int(fve.sides(t)[j].sum()) for t in THRESHOLDS),
+            explained=float(fve.presence[j].sum()),
+        )
+        for j, k in enumerate(ks)
+    ]  # fmt: skip
 
 
 def _cells(profile: str, m: int) -> list[Cell]:
     w = store.load(experiment_name(profile, m))
+    c = store.load(constructed_name(profile, m))
     e = w.experiment
     importance = torch.tensor(e.importance(), dtype=torch.float64)
     cells = []
     for p in e.feature_probs:
-        ks = grid_instances(w, p)
+        ks, cs = grid_instances(w, p), c.instances_at(p)
         fve = analysis.explained_variance(w.W1[ks], w.W2[ks], w.b[ks], [p] * len(ks))
-        computed = fve.computed().sum(-1)
-        baseline = analysis.monosemantic_loss(importance, p, m // 2)
-        best = ks.index(grid_best(w, p))
+        cfve = analysis.explained_variance(c.W1[cs], c.W2[cs], c.b[cs], [p] * len(cs))
+        kinds = {0: MONOSEMANTIC, 1: CONTINUATION}
+        candidates = _candidates(w, ks, lambda k: RANDOM, fve) + _candidates(
+            c, cs, lambda k: kinds[c.seeds[k]], cfve
+        )
+        best = min(candidates, key=lambda x: x.loss)
+        src = w if best.experiment == w.experiment.name else c
+        k = best.instance
+        one = slice(k, k + 1)
+        W1, W2, b = src.W1[one], src.W2[one], src.b[one]
+        noise = [analysis.explained_variance(W1, W2, b, [p], seed=s)
+                 for s in analysis.FVE_NOISE_SEEDS]  # fmt: skip
+        main = noise[analysis.FVE_NOISE_SEEDS.index(analysis.FVE_SEED)]
         cells.append(
             Cell(
-                profile=profile, m=m, p=p, instance=ks[best], seed=w.seeds[ks[best]],
-                computed=tuple(int(c) for c in computed),
-                explained=tuple(float(v) for v in fve.overall.sum(-1)),
-                loss_ratio=tuple(w.final_loss[k] / baseline for k in ks),
-                fve=fve.overall[best].clone(),
+                profile=profile, m=m, p=p, candidates=tuple(candidates),
+                baseline=analysis.monosemantic_loss(importance, p, m // 2),
+                noise_computed=tuple(int(v.computed()[0].sum()) for v in noise),
+                noise_explained=tuple(float(v.presence[0].sum()) for v in noise),
+                fve=main.presence[0].clone(), negative=main.negative[0].clone(),
+                positive=main.positive[0].clone(),
+                worst=torch.cat([analysis.worst_error(W1, W2, b, k) for k in range(3)]),
             )
         )  # fmt: skip
     return cells
@@ -174,5 +331,21 @@ def capacity() -> CapacityFindings:
         seeds=SEEDS,
         decay=B.importance_decay,
         fve_computed=analysis.FVE_COMPUTED,
+        thresholds=THRESHOLDS,
         cells=cells,
+        best_of_k=_best_of_k(cells),
     )
+
+
+def _best_of_k(cells) -> dict[float, tuple[float, ...]]:
+    """For B (eight random seeds, as D40), per p: the lowest loss of its first k seeds, for
+    k = 1 .. 8, over the best model found in the cell (random or constructed)."""
+    w = store.load(experiments.SPARSITY_SWEEP.name)
+    m = experiments.SPARSITY_SWEEP.n_hidden
+    curves = {}
+    for p in w.experiment.feature_probs:
+        ks = sorted(w.instances_at(p), key=w.seeds.__getitem__)
+        best = min(cells[("decay", m, p)].reported.loss, *(w.final_loss[k] for k in ks))
+        curves[p] = tuple(min(w.final_loss[k] for k in ks[: j + 1]) / best
+                          for j in range(len(ks)))  # fmt: skip
+    return curves

@@ -12,7 +12,8 @@ from torch import Tensor
 from .. import analysis, store
 
 # A feature is *dropped* when its output explains less than this fraction of the variance
-# of |x_i| (overall): the model answers it with (nearly) a constant.
+# of |x_i| (the presence measure, which credits detecting x_i at all): the model answers it
+# with (nearly) a constant.
 DROPPED_BELOW = 0.1
 MID_P = 0.03  # the intermediate sparsity the chapter looks at up close
 SECONDARY_READ = 0.05  # a rescaled weight above this counts as a feature the neuron reads
@@ -57,7 +58,8 @@ class Setting:
     median_reads: float  # median effective number of features of its live neurons
     median_reads_polysemantic: float  # the same over its polysemantic neurons (nan if none)
     loss_ratio: float  # worst seed's loss over the lowest
-    computed: Spread  # features computed on both sides (explained variance >= FVE_COMPUTED)
+    computed: Spread  # features computed on both sides (within-side measure >= FVE_COMPUTED)
+    computed_at: tuple[int, ...]  # lowest-loss seed's count at each of FVE_THRESHOLDS
     one_side: Spread  # computed on exactly one side
     dropped: Spread  # explained variance below DROPPED_BELOW: answered by a constant
     first_dropped_tail: int  # lowest-loss seed: every feature from this index on is dropped
@@ -112,13 +114,15 @@ class SparsityFindings:
     poly_threshold: float
     dead_fraction: float
     fve_computed: float
+    thresholds: tuple[float, ...]
     dropped_below: float
 
     def table_rows(self) -> list[list[str]]:
         """The chapter's table: the paper's description beside our measurements."""
         return [
             [f"{s.p:g}", PAPER.get(s.p, ""), str(s.polysemantic), f"{s.median_reads:.2f}",
-             str(s.computed), str(s.one_side), str(s.dropped), f"{s.loss:.2e}",
+             str(s.computed), "\u2060/\u2060".join(map(str, s.computed_at)), str(s.one_side),
+             str(s.dropped), f"{s.loss:.2e}",
              f"{s.loss_ratio:.1f}"]
             for s in self.settings.values()
         ]  # fmt: skip
@@ -161,8 +165,8 @@ def sparsity() -> SparsityFindings:
     fve = analysis.explained_variance(w.W1, w.W2, w.b, w.feature_probs)
     importance = torch.tensor(E.importance(), dtype=torch.float64)
     both = fve.computed()
-    one = (fve.negative >= analysis.FVE_COMPUTED) ^ (fve.positive >= analysis.FVE_COMPUTED)
-    dropped = fve.overall < DROPPED_BELOW
+    one = fve.sides() == 1
+    dropped = fve.presence < DROPPED_BELOW
     settings = {}
     for p in E.feature_probs:
         ks, k = w.instances_at(p), w.best(p)
@@ -179,6 +183,7 @@ def sparsity() -> SparsityFindings:
             median_reads_polysemantic=float(eff[k][poly[k]].median()) if poly[k].any() else nan,
             loss_ratio=max(w.final_loss[q] for q in ks) / w.final_loss[k],
             computed=_spread(both[ks].sum(-1), at),
+            computed_at=tuple(int(fve.computed(t)[k].sum()) for t in analysis.FVE_THRESHOLDS),
             one_side=_spread(one[ks].sum(-1), at),
             dropped=_spread(dropped[ks].sum(-1), at),
             first_dropped_tail=tail,
@@ -186,8 +191,8 @@ def sparsity() -> SparsityFindings:
             dropped_loss_share=constant_loss / w.final_loss[k],
             max_read_of_dropped=_largest(R1[k][:, dropped[k]]),
             max_write_to_dropped=_largest(R2[k][dropped[k]]),
-            fve=fve.overall[k].clone(),
-            fve_median=fve.overall[ks].median(0).values,
+            fve=fve.presence[k].clone(),
+            fve_median=fve.presence[ks].median(0).values,
         )  # fmt: skip
     most = max(s.computed.best for s in settings.values())
     sparsest = min(E.feature_probs)
@@ -205,7 +210,8 @@ def sparsity() -> SparsityFindings:
         importance_at_sparsest_tail=E.importance_decay ** settings[sparsest].first_dropped_tail,
         intermediate=_intermediate(w, R1, poly, dead),
         poly_threshold=analysis.POLYSEMANTIC_THRESHOLD, dead_fraction=analysis.DEAD_FRACTION,
-        fve_computed=analysis.FVE_COMPUTED, dropped_below=DROPPED_BELOW,
+        fve_computed=analysis.FVE_COMPUTED, thresholds=analysis.FVE_THRESHOLDS,
+        dropped_below=DROPPED_BELOW,
     )  # fmt: skip
 
 
