@@ -240,7 +240,9 @@ def test_a_model_is_scored_on_rows_of_its_own():
     probs = [0.05, 0.05, 0.2]
     together = analysis.explained_variance(W1, W2, b, probs)
     for k in range(3):
-        alone = analysis.explained_variance(W1[k : k + 1], W2[k : k + 1], b[k : k + 1], probs[k : k + 1])
+        alone = analysis.explained_variance(
+            W1[k : k + 1], W2[k : k + 1], b[k : k + 1], probs[k : k + 1]
+        )
         torch.testing.assert_close(alone.positive[0], together.positive[k], rtol=0, atol=0)
         torch.testing.assert_close(alone.presence[0], together.presence[k], rtol=0, atol=0)
 
@@ -250,7 +252,9 @@ def test_the_worst_error_of_exact_and_interfering_features():
     share one neuron err by exactly the other's |x| when both are positive (largest: 1)."""
     W1, W2, b = abs_model(5)
     for others in (0, 1, 2):
-        assert float(analysis.worst_error(W1, W2, b, others).abs().max()) == pytest.approx(0, abs=1e-12)
+        assert float(analysis.worst_error(W1, W2, b, others).abs().max()) == pytest.approx(
+            0, abs=1e-12
+        )
     W1 = torch.tensor([[[1.0, 1.0, 0.0]]])
     W2 = torch.tensor([[[1.0], [1.0], [0.0]]])
     b = torch.zeros(1, 3)

@@ -447,8 +447,10 @@ class _Run:
         self.experiment = experiment
         self.probs = torch.tensor(experiment.instance_probs, dtype=torch.float32, device=dev)
         if (start is not None) != (experiment.start == "constructed"):
-            raise ValueError(f"{experiment.name}: a {experiment.start} start needs "
-                             + ("no starting weights" if start is None else "starting weights"))
+            raise ValueError(
+                f"{experiment.name}: a {experiment.start} start needs "
+                + ("no starting weights" if start is None else "starting weights")
+            )
         if start is not None:
             self.model = AbsModel(*(t.detach().float().clone().to(dev) for t in start))
         else:

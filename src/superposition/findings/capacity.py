@@ -34,6 +34,8 @@ def experiment_name(profile: str, m: int) -> str:
 
 THRESHOLDS = analysis.FVE_THRESHOLDS  # counts are given at each; sentences use the middle
 RANDOM, MONOSEMANTIC, CONTINUATION = "random", "monosemantic", "continuation"
+# what each seed of a constructed experiment starts from (experiments.CONSTRUCTED_SEEDS)
+CONSTRUCTED_START = {0: MONOSEMANTIC, 1: CONTINUATION}
 
 
 @dataclass(frozen=True)
@@ -290,9 +292,8 @@ def _cells(profile: str, m: int) -> list[Cell]:
         ks, cs = grid_instances(w, p), c.instances_at(p)
         fve = analysis.explained_variance(w.W1[ks], w.W2[ks], w.b[ks], [p] * len(ks))
         cfve = analysis.explained_variance(c.W1[cs], c.W2[cs], c.b[cs], [p] * len(cs))
-        kinds = {0: MONOSEMANTIC, 1: CONTINUATION}
         candidates = _candidates(w, ks, lambda k: RANDOM, fve) + _candidates(
-            c, cs, lambda k: kinds[c.seeds[k]], cfve
+            c, cs, lambda k: CONSTRUCTED_START[c.seeds[k]], cfve
         )
         best = min(candidates, key=lambda x: x.loss)
         src = w if best.experiment == w.experiment.name else c

@@ -20,7 +20,7 @@ from math import nan
 import torch
 from torch import Tensor
 
-from .. import analysis, store
+from .. import analysis, experiments, stats, store
 
 # The paper's example of a carrier neuron: input weights on the strong and the weak
 # feature, and output weights to the strong and the weak feature's outputs.
@@ -165,6 +165,13 @@ class MotifFindings:
     c_top: int  # = c_with_motif: how many of the lowest-loss seeds are counted
     c_top_with: int  # how many of those hold a motif
     c_shown: ShownModel  # the lowest-loss seed
+    # Out of sample: setting C on fresh seeds that played no part in choosing it
+    h_seeds: int
+    h_with_motif: int  # of them, how many hold the motif
+    h_loss_with: float  # median final loss of those seeds
+    h_loss_without: float  # ... and of the others
+    h_top_with: int  # how many of the h_with_motif lowest-loss seeds hold it
+    h_p_value: float  # one-sided exact rank-sum test: motif seeds have the lower losses
     c_near_misses: tuple[MotifFacts, ...]  # its pairs that miss the detector by < NEAR_MISS
     near_miss: float  # NEAR_MISS
     c_motif_neurons: tuple[int, ...]  # carriers and inhibitors of both kinds, sorted
@@ -368,6 +375,12 @@ def motif() -> MotifFindings:
     main, sign = analysis.primary_features(c.W1[k : k + 1])  # [1, m] each
     effective = analysis.effective_features(c.W1[k : k + 1])[0]  # [m]
 
+    h = store.load(experiments.MOTIF_HOLDOUT.name)
+    h_with = sorted({m.instance for m in analysis.find_motifs(h.W1, h.W2, h.b)})
+    h_losses_with = [h.final_loss[q] for q in h_with]
+    h_losses_without = [loss for q, loss in enumerate(h.final_loss) if q not in h_with]
+    h_ranked = sorted(range(len(h.final_loss)), key=h.final_loss.__getitem__)
+
     b = store.load("sparsity-sweep")
     found_b = analysis.find_motifs(b.W1, b.W2, b.b)
     rows_b = _rows(b, found_b)
@@ -396,6 +409,16 @@ def motif() -> MotifFindings:
         c_top=len(with_motif),
         c_top_with=sum(q in with_motif for q in ranked[: len(with_motif)]),
         c_shown=c_shown,
+        h_seeds=len(h.final_loss),
+        h_with_motif=len(h_with),
+        h_loss_with=_median(h_losses_with),
+        h_loss_without=_median(h_losses_without),
+        h_top_with=sum(q in h_with for q in h_ranked[: len(h_with)]),
+        h_p_value=(
+            stats.rank_sum_p(h_losses_with, h_losses_without)
+            if h_losses_with and h_losses_without
+            else nan
+        ),  # fmt: skip
         c_near_misses=c_near,
         near_miss=NEAR_MISS,
         c_motif_neurons=tuple(
