@@ -22,10 +22,13 @@ def trained():
             try:
                 cache[name] = store.load(experiment)
             except store.WeightsError:
+                from superposition.starts import initial
                 from superposition.train import train
 
                 code_hash = store.content_hash(experiment)
-                store.save(experiment, train(experiment, progress=False), code_hash=code_hash)
+                start = initial(experiment, get(experiment.parent)) if experiment.parent else None
+                result = train(experiment, progress=False, start=start)
+                store.save(experiment, result, code_hash=code_hash)
                 cache[name] = store.load(experiment)
         return cache[name]
 
