@@ -31,26 +31,35 @@ def test_polysemantic_counts_grow_with_sparsity_up_to_the_seed_spread(f):
 
 
 def test_the_dense_models_compute_exactly_their_capacity(f):
-    """ "The lowest-loss dense model computes C features, exactly its capacity ..., and so do
-    the models at p = 0.3 and 0.1.\""""
-    for p in (1.0, 0.3, 0.1):
-        assert f.settings[p].computed.best == f.capacity
+    """ "The lowest-loss dense model computes C features, exactly its capacity ..., and so does
+    the model at p = 0.3." Exactly: the same count at all three thresholds."""
+    for p in (1.0, 0.3):
+        assert f.settings[p].computed_at == (f.capacity,) * 3
         assert f.settings[p].one_side.best == 0
         assert f.settings[p].sides == 2 * f.capacity == f.m
 
 
-def test_superposition_computes_more_at_intermediate_sparsity(f):
-    """ "Sparser, superposition lets the m neurons compute more: at most K features (at p = ...),
-    and up to S sides.\""""
-    assert f.most_computed > f.capacity
+def test_the_count_dips_below_the_capacity_at_p_01_and_003(f):
+    """ "At p = 0.1 and 0.03 the count dips to C1 and C2 (L at 0.8, H at 0.95 at p = 0.03):
+    some of the features ... are computed in part, not to the threshold." """
+    for p in (0.1, 0.03):
+        assert f.settings[p].computed.best < f.capacity
+    low, mid, high = f.settings[0.03].computed_at
+    assert high < mid < low  # the count moves with the threshold: partly computed features
+
+
+def test_superposition_computes_a_little_more_at_intermediate_sparsity(f):
+    """ "Sparser, the m neurons compute a little more than their capacity: at most K features
+    (at p = ...; ...), D more than without superposition, and up to S sides." """
+    assert 0 < f.most_computed - f.capacity <= 5  # 'a little more'
     assert f.most_sides > f.m
     assert all(p not in (1.0, 0.3, 0.1, f.sparsest_p) for p in f.peak_ps)
     assert all(f.settings[p].computed.best == f.most_computed for p in f.peak_ps)
 
 
 def test_the_sparsest_model_computes_less_than_the_peak(f):
-    """ "At p = 0.001 ... the count falls back to X": more polysemantic is not more computation;
-    "about as many as the dense one"."""
+    """ "At p = 0.001 ... the count is X": more polysemantic is not more computation; "about
+    as many as the dense one"."""
     sparsest = f.settings[f.sparsest_p]
     assert sparsest.computed.best < f.most_computed
     assert abs(sparsest.computed.best - f.settings[1.0].computed.best) <= 2
@@ -64,7 +73,7 @@ def test_every_model_drops_a_tail_of_the_least_important_features(f):
     for s in f.settings.values():
         assert s.first_dropped_tail >= s.computed.best  # nothing computed inside the tail
         assert bool((s.fve[s.first_dropped_tail :] < f.dropped_below).all())
-        assert bool((s.fve[: f.capacity // 2] >= f.fve_computed).all())  # the top is computed
+        assert bool((s.within[: f.capacity // 2] >= f.fve_computed).all())  # the top is computed
     tails = {p: s.first_dropped_tail for p, s in f.settings.items()}
     assert tails[0.01] > tails[1.0] and tails[0.01] > tails[f.sparsest_p]
 

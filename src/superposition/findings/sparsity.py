@@ -67,8 +67,9 @@ class Setting:
     dropped_loss_share: float  # what answering its dropped features by p/2 costs, over its loss
     max_read_of_dropped: float  # largest rescaled W1 weight on a dropped feature
     max_write_to_dropped: float  # largest rescaled W2 weight into a dropped feature's output
-    fve: Tensor  # [n] explained variance per feature, lowest-loss seed
+    fve: Tensor  # [n] presence measure per feature, lowest-loss seed
     fve_median: Tensor  # [n] median over seeds
+    within: Tensor  # [n] within-side measure on the worse side, lowest-loss seed
 
 
 @dataclass(frozen=True)
@@ -193,6 +194,7 @@ def sparsity() -> SparsityFindings:
             max_write_to_dropped=_largest(R2[k][dropped[k]]),
             fve=fve.presence[k].clone(),
             fve_median=fve.presence[ks].median(0).values,
+            within=torch.minimum(fve.negative[k], fve.positive[k]).clone(),
         )  # fmt: skip
     most = max(s.computed.best for s in settings.values())
     sparsest = min(E.feature_probs)
