@@ -6,6 +6,7 @@ W2: [instances, n, m], b: [instances, n]) and work in float64 for exactness.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Sequence
 from dataclasses import dataclass
 
@@ -250,10 +251,11 @@ def find_motifs(W1: Tensor, W2: Tensor, b: Tensor) -> list[Motif]:
 FVE_THRESHOLDS = (0.8, 0.9, 0.95)
 FVE_COMPUTED = FVE_THRESHOLDS[1]
 # Background inputs per estimate: every feature's conditional errors are averaged over the
-# same rows of the other features. Each model draws its own rows from the seed alone, so its
-# score never depends on which other models are scored with it; the findings repeat the
-# estimate with FVE_NOISE_SEEDS to give the measure's own noise.
-FVE_ROWS = 1024
+# same rows of the other features, enough rows that about FVE_BUSY_ROWS of them hold some
+# feature (the empty ones cost nothing: they are computed once). Each model draws its own
+# rows from the seed alone, so its score never depends on which other models are scored
+# with it; the findings repeat the estimate with FVE_NOISE_SEEDS to give the measure's noise.
+FVE_BUSY_ROWS = 4096
 FVE_POINTS = 8  # values of x_i per side: midpoints of equal strata of (0, 1)
 FVE_SEED = 2022
 FVE_NOISE_SEEDS = (2022, 2023, 2024)
@@ -301,20 +303,25 @@ def scores_from_errors(e0: Tensor, e_neg: Tensor, e_pos: Tensor, p: float) -> Ex
                              positive=1 - e_pos / within)  # fmt: skip
 
 
+def background_rows(p: float, n: int, busy_rows: int = FVE_BUSY_ROWS) -> int:
+    """Rows to draw at feature probability p so that about `busy_rows` hold some feature."""
+    return math.ceil(busy_rows / (1 - (1 - p) ** n))
+
+
 def explained_variance(
     W1: Tensor,
     W2: Tensor,
     b: Tensor,
     probs: Sequence[float],
-    rows: int = FVE_ROWS,
+    busy_rows: int = FVE_BUSY_ROWS,
     seed: int = FVE_SEED,
 ) -> ExplainedVariance:
     """`ExplainedVariance` of each instance at its own feature probability `probs[k]`.
 
-    For each feature i the error (y'_i - |x_i|)^2 is averaged over `rows` draws of the other
-    features (from `seed` alone, for every instance), with x_i set to 0 and to the midpoints
-    of FVE_POINTS equal strata of each side (stratified, so a rare feature is measured as
-    precisely as a common one); `scores_from_errors` turns the errors into scores.
+    For each feature i the error (y'_i - |x_i|)^2 is averaged over `background_rows` draws of
+    the other features (from `seed` alone, for every instance), with x_i set to 0 and to the
+    midpoints of FVE_POINTS equal strata of each side (stratified, so a rare feature is
+    measured as precisely as a common one); `scores_from_errors` turns them into scores.
     """
     W1, W2, b = W1.double(), W2.double(), b.double()
     instances, _, n = W1.shape
@@ -323,6 +330,7 @@ def explained_variance(
     scores = []
     for k in range(instances):
         p = float(probs[k])
+        rows = background_rows(p, n, busy_rows)
         g = torch.Generator().manual_seed(seed)
         present = torch.rand(rows, n, generator=g) < p
         x = torch.where(present, torch.rand(rows, n, generator=g) * 2 - 1, 0.0).double()

@@ -47,9 +47,6 @@ class Candidate:
     instance: int  # its index there
     seed: int  # the random seed (for a constructed start: its seed in CONSTRUCTED_SEEDS)
     loss: float
-    computed: tuple[int, ...]  # features computed (both sides), at each of THRESHOLDS
-    sides: tuple[int, ...]  # sides of |x| computed, at each of THRESHOLDS
-    explained: float  # sum over features of the presence measure: features' worth of |x|
 
 
 @dataclass(frozen=True)
@@ -61,6 +58,10 @@ class Cell:
     p: float
     candidates: tuple[Candidate, ...]
     baseline: float  # the monosemantic solution's loss
+    # the reported model (the lowest-loss candidate), measured on FVE_SEED's rows:
+    computed: tuple[int, ...]  # features computed (both sides), at each of THRESHOLDS
+    sides: tuple[int, ...]  # sides of |x| computed, at each of THRESHOLDS
+    explained: float  # sum over features of the presence measure: features' worth of |x|
     # the reported model's count at FVE_COMPUTED and its summed presence measure, scored on
     # each of analysis.FVE_NOISE_SEEDS' rows: the measure's own noise
     noise_computed: tuple[int, ...]
@@ -105,7 +106,7 @@ class Cell:
 
     def best_at(self, threshold: float) -> int:
         """Features computed by the reported model at `threshold` (one of THRESHOLDS)."""
-        return self.reported.computed[THRESHOLDS.index(threshold)]
+        return self.computed[THRESHOLDS.index(threshold)]
 
     @property
     def best(self) -> int:
@@ -114,7 +115,7 @@ class Cell:
 
     @property
     def best_sides(self) -> int:
-        return self.reported.sides[THRESHOLDS.index(analysis.FVE_COMPUTED)]
+        return self.sides[THRESHOLDS.index(analysis.FVE_COMPUTED)]
 
     @property
     def per_neuron(self) -> float:
@@ -122,7 +123,7 @@ class Cell:
 
     @property
     def best_explained(self) -> float:
-        return self.reported.explained
+        return self.explained
 
     @property
     def best_loss_ratio(self) -> float:
@@ -134,14 +135,9 @@ class Cell:
         return tuple(c.loss / self.baseline for c in self.random)
 
     @property
-    def computed(self) -> tuple[int, ...]:
-        """Every random start's count at analysis.FVE_COMPUTED (SEEDS order)."""
-        return tuple(c.computed[THRESHOLDS.index(analysis.FVE_COMPUTED)] for c in self.random)
-
-    @property
     def threshold_band(self) -> tuple[int, int]:
         """The reported model's count at the strictest and at the loosest threshold."""
-        return self.reported.computed[-1], self.reported.computed[0]
+        return self.computed[-1], self.computed[0]
 
     @property
     def beats(self) -> bool:
@@ -200,7 +196,7 @@ class CapacityFindings:
                     c = self.cell(profile, m, p)
                     star = "*" if c.constructed_won else ""
                     # word joiners keep the three counts on one line
-                    row.append("\u2060/\u2060".join(str(v) for v in c.reported.computed) + star)
+                    row.append("\u2060/\u2060".join(str(v) for v in c.computed) + star)
                 rows.append(row)
         return rows
 
@@ -269,17 +265,9 @@ def constructed_name(profile: str, m: int) -> str:
     return experiments.constructed(experiments.get(experiment_name(profile, m))).name
 
 
-def _candidates(w: store.Weights, ks: list[int], start, fve) -> list[Candidate]:
-    return [
-        Candidate(
-            start=start(k), experiment=w.experiment.name, instance=k, seed=w.seeds[k],
-            loss=w.final_loss[k],
-            computed=tuple(int(fve.computed(t)[j].sum()) for t in THRESHOLDS),
-            sides=tuple(int(fve.sides(t)[j].sum()) for t in THRESHOLDS),
-            explained=float(fve.presence[j].sum()),
-        )
-        for j, k in enumerate(ks)
-    ]  # fmt: skip
+def _candidates(w: store.Weights, ks: list[int], start) -> list[Candidate]:
+    return [Candidate(start=start(k), experiment=w.experiment.name, instance=k, seed=w.seeds[k],
+                      loss=w.final_loss[k]) for k in ks]  # fmt: skip
 
 
 def _cells(profile: str, m: int) -> list[Cell]:
@@ -289,28 +277,27 @@ def _cells(profile: str, m: int) -> list[Cell]:
     importance = torch.tensor(e.importance(), dtype=torch.float64)
     cells = []
     for p in e.feature_probs:
-        ks, cs = grid_instances(w, p), c.instances_at(p)
-        fve = analysis.explained_variance(w.W1[ks], w.W2[ks], w.b[ks], [p] * len(ks))
-        cfve = analysis.explained_variance(c.W1[cs], c.W2[cs], c.b[cs], [p] * len(cs))
-        candidates = _candidates(w, ks, lambda k: RANDOM, fve) + _candidates(
-            c, cs, lambda k: CONSTRUCTED_START[c.seeds[k]], cfve
+        candidates = _candidates(w, grid_instances(w, p), lambda k: RANDOM) + _candidates(
+            c, c.instances_at(p), lambda k: CONSTRUCTED_START[c.seeds[k]]
         )
         best = min(candidates, key=lambda x: x.loss)
         src = w if best.experiment == w.experiment.name else c
-        k = best.instance
-        one = slice(k, k + 1)
+        one = slice(best.instance, best.instance + 1)
         W1, W2, b = src.W1[one], src.W2[one], src.b[one]
         noise = [analysis.explained_variance(W1, W2, b, [p], seed=s)
                  for s in analysis.FVE_NOISE_SEEDS]  # fmt: skip
-        main = noise[analysis.FVE_NOISE_SEEDS.index(analysis.FVE_SEED)]
+        fve = noise[analysis.FVE_NOISE_SEEDS.index(analysis.FVE_SEED)]
         cells.append(
             Cell(
                 profile=profile, m=m, p=p, candidates=tuple(candidates),
                 baseline=analysis.monosemantic_loss(importance, p, m // 2),
+                computed=tuple(int(fve.computed(t)[0].sum()) for t in THRESHOLDS),
+                sides=tuple(int(fve.sides(t)[0].sum()) for t in THRESHOLDS),
+                explained=float(fve.presence[0].sum()),
                 noise_computed=tuple(int(v.computed()[0].sum()) for v in noise),
                 noise_explained=tuple(float(v.presence[0].sum()) for v in noise),
-                fve=main.presence[0].clone(), negative=main.negative[0].clone(),
-                positive=main.positive[0].clone(),
+                fve=fve.presence[0].clone(), negative=fve.negative[0].clone(),
+                positive=fve.positive[0].clone(),
                 worst=torch.cat([analysis.worst_error(W1, W2, b, k) for k in range(3)]),
             )
         )  # fmt: skip
