@@ -40,8 +40,13 @@ def test_the_experiments_are_the_grid_with_constructed_starts(f):
     assert f.probs == experiments.SPARSITY_SWEEP.feature_probs and len(f.probs) == 7
     assert len(f.cells) == len(PROFILES) * 3 * 7
     for c in f.cells.values():
-        assert [x.start for x in c.candidates] == [RANDOM] * 3 + ["monosemantic", "continuation"]
-        assert [x.seed for x in c.random] == list(SEEDS)
+        seeds = experiments.get(experiment_name(c.profile, c.m)).seeds  # B's eight for m = 40
+        assert len(seeds) == (8 if (c.profile, c.m) == ("decay", 40) else 3)
+        assert [x.start for x in c.candidates] == [RANDOM] * len(seeds) + [
+            "monosemantic",
+            "continuation",
+        ]
+        assert [x.seed for x in c.random] == list(seeds)
     for e in experiments.CAPACITY:
         assert e.steps == experiments.SPARSITY_SWEEP.steps and e.seeds == SEEDS
     for e in experiments.CONSTRUCTED:
@@ -59,7 +64,7 @@ def test_each_cell_reports_the_lowest_loss_in_the_weight_files(f, trained):
     that instance's weights."""
     for (profile, m, p), c in f.cells.items():
         w, k = trained(experiment_name(profile, m)), trained(constructed_name(profile, m))
-        pool = [(w, i) for i in w.instances_at(p) if w.seeds[i] in SEEDS]
+        pool = [(w, i) for i in w.instances_at(p)]
         pool += [(k, i) for i in k.instances_at(p)]
         lowest = min(weights.final_loss[i] for weights, i in pool)
         assert c.reported.loss == lowest
@@ -190,7 +195,8 @@ def test_importance_decides_how_the_neurons_are_spent(f):
 def test_the_worst_case_of_computed_features(f):
     """'Alone, every computed feature is within W of |x_i|. With one other feature active,
     every model of the paper's importance at p <= 0.01 has a computed feature that misses by
-    1.00 or more'; 'The models at p = 1 stay exact'."""
+    1.00 or more'; 'The models at p = 1 stay within D of |x_i| even then' (the fine-tune
+    moves the construction a little)."""
     alone = [c.worst_of_computed(0) for c in f.cells.values() if c.best]
     assert max(alone) < 0.2
     for m in f.widths["decay"]:
@@ -198,7 +204,7 @@ def test_the_worst_case_of_computed_features(f):
             assert f.cell("decay", m, p).worst_of_computed(1) >= 0.99
     for c in f.cells.values():
         if c.p == 1.0:
-            assert max(c.worst_of_computed(k) for k in range(3)) < 1e-3
+            assert max(c.worst_of_computed(k) for k in range(3)) < 0.01
 
 
 def test_more_random_seeds_would_not_close_the_gap(f):
@@ -241,3 +247,15 @@ def test_the_monosemantic_start_is_the_construction(f):
     e = experiments.constructed(experiments.get(experiment_name("equal", 10)))
     W1, W2, b = starts.monosemantic(e.importance(), e.n_hidden, 0.1)
     assert int((W1 != 0).sum()) == 10 and sorted(b.tolist()).count(0.0) == 5
+
+
+def test_the_sparsity_chapter_s_sparsest_models_are_not_the_best_found(f):
+    """The sparsity chapter: 'these are the models random starts reach, and at p = 0.003 and
+    0.001 the capacity chapter finds models with a much lower loss that compute a few more
+    features'."""
+    sweep = findings.sparsity()
+    for p in (0.003, 0.001):
+        c = f.cell("decay", 40, p)
+        random = sweep.settings[p]
+        assert c.reported.loss < 0.7 * random.loss
+        assert 0 < c.best - random.computed.best <= 6

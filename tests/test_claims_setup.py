@@ -46,7 +46,8 @@ def test_our_recipe_changes_what_the_text_says_and_keeps_the_rest(f):
     assert set(f.recipe_changed) == changed
     assert set(f.recipe_kept) == {"batch", "optimiser", "weight decay"}
     assert f.same_model_and_task
-    ours = [e for e in experiments.REGISTRY.values() if e.name != "plain-recipe"]
+    ours = [e for e in experiments.REGISTRY.values()
+            if e.name != "plain-recipe" and e.start == "random"]  # fmt: skip
     assert set(f.ours_labels) == {e.label for e in ours} >= {"A", "B", "C", "E5", "E20"}
     recipe = experiments.RECIPE
     assert all({k: getattr(e, k) for k in recipe} == recipe for e in ours)

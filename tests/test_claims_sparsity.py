@@ -45,7 +45,7 @@ def test_the_count_dips_below_the_capacity_at_p_01_and_003(f):
     for p in (0.1, 0.03):
         assert f.settings[p].computed.best < f.capacity
     low, mid, high = f.settings[0.03].computed_at
-    assert high < mid < low  # the count moves with the threshold: partly computed features
+    assert high <= mid < low  # the count moves with the threshold: partly computed features
 
 
 def test_superposition_computes_a_little_more_at_intermediate_sparsity(f):

@@ -187,10 +187,12 @@ def test_a_swallowed_stop_never_saves(tiny_registry, monkeypatch, trainer_checks
 
     real = train_module.train_together
 
-    def swallowing(trained_together, device, progress, stop_check):
+    def swallowing(trained_together, device, progress, stop_check, starts=None):
         with contextlib.suppress(SystemExit):
             cli._on_signal(15, None)
-        return real(trained_together, device, progress, stop_check if trainer_checks else None)
+        return real(
+            trained_together, device, progress, stop_check if trainer_checks else None, starts
+        )
 
     monkeypatch.setattr(train_module, "train_together", swallowing)
     monkeypatch.setattr(cli, "_stopped_by", [])

@@ -133,10 +133,10 @@ def test_a_swallowed_ctrl_c_never_saves(stop_registry, monkeypatch):
     step ends the run with 130, and nothing is saved."""
     real = train_module.train_together
 
-    def swallowing(trained_together, device, progress, stop_check):
+    def swallowing(trained_together, device, progress, stop_check, starts=None):
         with contextlib.suppress(KeyboardInterrupt):
             os.kill(os.getpid(), signal.SIGINT)
-        return real(trained_together, device, progress, stop_check)
+        return real(trained_together, device, progress, stop_check, starts)
 
     monkeypatch.setattr(train_module, "train_together", swallowing)
     assert _figures() == 130

@@ -51,7 +51,8 @@ class Candidate:
 
 @dataclass(frozen=True)
 class Cell:
-    """One (profile, m, p): its random starts (SEEDS order), then its constructed starts."""
+    """One (profile, m, p): its random starts (seed order: SEEDS, or B's eight seeds for the
+    width B stands in for), then its constructed starts."""
 
     profile: str
     m: int
@@ -167,9 +168,13 @@ class CapacityFindings:
     def cell(self, profile: str, m: int, p: float) -> Cell:
         return self.cells[(profile, m, p)]
 
-    def first_beating_p(self, profile: str, m: int) -> float | None:
+    def first_beating_p(
+        self, profile: str, m: int, threshold: float = analysis.FVE_COMPUTED
+    ) -> float | None:
         """The densest p at which the reported model computes more than m/2 features."""
-        return next((p for p in self.probs if self.cell(profile, m, p).beats), None)
+        return next(
+            (p for p in self.probs if self.cell(profile, m, p).best_at(threshold) > m // 2), None
+        )
 
     def peak(self, profile: str, m: int) -> Cell:
         """The sparsity at which the reported model computes the most features (the densest
@@ -203,6 +208,13 @@ class CapacityFindings:
     @property
     def all_cells(self) -> list[Cell]:
         return [self.cell(pr, m, p) for pr in PROFILES for m in self.widths[pr] for p in self.probs]
+
+    @property
+    def min_presence(self) -> float:
+        """The smallest presence measure of any feature in the sparsest equal-importance cell
+        of the widest width: how much of every feature's variance its outputs carry."""
+        c = self.cell("equal", self.widths["equal"][-1], self.probs[-1])
+        return float(c.fve.min())
 
     @property
     def constructed_wins(self) -> list[Cell]:
@@ -277,7 +289,8 @@ def _cells(profile: str, m: int) -> list[Cell]:
     importance = torch.tensor(e.importance(), dtype=torch.float64)
     cells = []
     for p in e.feature_probs:
-        candidates = _candidates(w, grid_instances(w, p), lambda k: RANDOM) + _candidates(
+        randoms = sorted(w.instances_at(p), key=w.seeds.__getitem__)  # every random start
+        candidates = _candidates(w, randoms, lambda k: RANDOM) + _candidates(
             c, c.instances_at(p), lambda k: CONSTRUCTED_START[c.seeds[k]]
         )
         best = min(candidates, key=lambda x: x.loss)
@@ -328,12 +341,10 @@ def capacity() -> CapacityFindings:
 def _best_of_k(cells) -> dict[float, tuple[float, ...]]:
     """For B (eight random seeds, as D40), per p: the lowest loss of its first k seeds, for
     k = 1 .. 8, over the best model found in the cell (random or constructed)."""
-    w = store.load(experiments.SPARSITY_SWEEP.name)
     m = experiments.SPARSITY_SWEEP.n_hidden
     curves = {}
-    for p in w.experiment.feature_probs:
-        ks = sorted(w.instances_at(p), key=w.seeds.__getitem__)
-        best = min(cells[("decay", m, p)].reported.loss, *(w.final_loss[k] for k in ks))
-        curves[p] = tuple(min(w.final_loss[k] for k in ks[: j + 1]) / best
-                          for j in range(len(ks)))  # fmt: skip
+    for p in experiments.SPARSITY_SWEEP.feature_probs:
+        c = cells[("decay", m, p)]
+        losses = [x.loss for x in c.random]  # seed order
+        curves[p] = tuple(min(losses[: j + 1]) / c.reported.loss for j in range(len(losses)))
     return curves
