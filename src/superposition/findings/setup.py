@@ -178,7 +178,7 @@ def setup() -> SetupFindings:
     plain, sweep = store.load(PLAIN), store.load(OURS)
     E, P = sweep.experiment, plain.experiment
     capacity = E.n_hidden // 2
-    # the recipe trains every random start; constructed starts are fine-tuned (experiments.FINE_TUNE)
+    # the recipe trains every random start; constructed starts are fine-tuned (FINE_TUNE)
     ours = [e for e in experiments.REGISTRY.values() if e.name != PLAIN and e.start == "random"]
 
     probs = torch.tensor(E.feature_probs)
