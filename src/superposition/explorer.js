@@ -10,9 +10,10 @@
   // explorer.py's constants arrive with settings.js: the int16 step, the graph's edge
   // threshold, the smallest weight the stack plot draws, the sign colours, the neuron fills.
   let STEPS, EDGE, MIN_BLOCK, POSITIVE, NEGATIVE, KIND_FILL;
+  const MENUS = ["experiment", "profile", "width", "p", "seed"];
   const KIND = ["monosemantic", "polysemantic", "dead"]; // explorer.py's "kind" codes
   const GAP = 0.04; // edges stop this far from the nodes (the layers are 1 apart)
-  const X = { data: {}, cfg: null, updating: false, state: null };
+  const X = { data: {}, cfg: null, updating: false, state: null, shown: {} };
   window.SuperpositionExplorer = X;
 
   X.settings = (cfg) => {
@@ -122,6 +123,9 @@
       args.seed.value = String(st.seed);
     } finally {
       X.updating = false;
+      // BokehJS runs the menus' callbacks (ES modules) later, once `updating` is false again:
+      // what they report then is the value set here, not a reader's choice.
+      X.shown = Object.fromEntries(MENUS.map((name) => [name, args[name].value]));
     }
   }
 
@@ -310,7 +314,8 @@
   }
 
   X.changed = (args, which) => {
-    if (X.updating || !X.state) return;
+    if (X.updating || !X.state || args[which].value === X.shown[which]) return;
+    X.shown[which] = args[which].value;
     let name = args.experiment.value;
     if (name === "capacity") {
       // a width the other profile lacks: this profile's nearest one
