@@ -5,9 +5,9 @@ Two halves, both run when the book is built:
 
 - `write_site(dest)` (book/build.py calls it) writes `dest/explorer/`: one data script per
   experiment, made from the cached weight files (rescaled W1 and W2, the rescaling factors,
-  the biases, the neuron order and the measured polysemanticity and superposition of every
-  model), the explorer's own script, and BokehJS copied from the installed package, so the
-  page asks no other host for anything.
+  the biases, the neuron order and the measured polysemanticity, superposition and explained
+  variance of every model), the explorer's own script, and BokehJS copied from the installed
+  package, so the page asks no other host for anything.
 - `page_html()` (the "Explore the models" chapter shows it) is the Bokeh document: the
   controls and the views, with empty data sources that `explorer.js` fills from the data
   scripts for the model the address asks for (`link()` makes such an address).
@@ -15,6 +15,9 @@ Two halves, both run when the book is built:
 Weights travel as 16-bit integers: rescaled W1 in steps of 1/32767, W2 as the file holds it
 in steps of the model's largest |W2| / 32767 (rescaled in the browser: times the neuron's
 factor), so every weight is shown to about four significant digits of the model's largest.
+Each feature's explained variance (`analysis.explained_variance`: both sides and presence)
+travels as float32, each side's score nudged by one float32 step where rounding would carry
+it across one of `analysis.FVE_THRESHOLDS`, so that the page counts what the book counts.
 """
 
 from __future__ import annotations
@@ -38,10 +41,26 @@ MIN_BLOCK = 0.01  # smaller |W1| are left out of the stack plot, as in the spars
 BOKEH_FILES = ("bokeh", "bokeh-widgets")  # BokehJS core and its widgets (the controls)
 DEFAULT = ("sparsity-sweep", 0.03)  # the sparsity chapter's intermediate model, best seed
 VALUE_FLOOR = 0.05  # the bottom of the superposition colour scale (plots.value_norm's)
+# The measure view's floor: a side that explains nothing (0: no better than the side's own
+# constant 1/2) or less is drawn at 0; its hover gives the exact score.
+FVE_FLOOR = 0.0
 
 
 def _b64(array: np.ndarray, dtype: str) -> str:
     return base64.b64encode(np.ascontiguousarray(array, dtype=dtype).tobytes()).decode()
+
+
+def _scores(values: torch.Tensor) -> np.ndarray:
+    """Scores as float32 on the same side of every threshold as the float64 they round."""
+    exact = values.double().numpy()
+    rounded = exact.astype(np.float32)
+    for t in analysis.FVE_THRESHOLDS:
+        # one float32 step is enough: rounding moved the value by at most half of one
+        up = (exact >= t) & (rounded.astype(np.float64) < t)
+        rounded[up] = np.nextafter(rounded[up], np.float32(np.inf))
+        down = (exact < t) & (rounded.astype(np.float64) >= t)
+        rounded[down] = np.nextafter(rounded[down], np.float32(-np.inf))
+    return rounded
 
 
 def _hex(color) -> str:
@@ -64,6 +83,7 @@ def experiment_data(w: store.Weights) -> dict:
     dead = analysis.dead_neurons(W1, W2)
     poly = analysis.polysemantic_neurons(W1, W2)
     sup = analysis.superposition(R1)
+    fve = analysis.explained_variance(w.W1, w.W2, w.b, w.feature_probs)
     order = [analysis.neuron_order(R1[k], R2[k]) for k in range(E.n_instances)]
     best = {p: w.best(p) for p in E.feature_probs}
     # the capacity chapter draws the lowest-loss of seeds 0-2 (B, as D40, has more seeds)
@@ -95,6 +115,10 @@ def experiment_data(w: store.Weights) -> dict:
         "eff": _b64(eff.numpy(), "<f4"),  # [instances, m]
         "kind": _b64((poly.int() + 2 * dead.int()).numpy(), "u1"),  # 0 mono, 1 poly, 2 dead
         "sup": _b64(sup.numpy(), "<f4"),  # [instances, n]
+        # [instances, n] each: explained variance within each side of x_i, and overall
+        "fve_negative": _b64(_scores(fve.negative), "<f4"),
+        "fve_positive": _b64(_scores(fve.positive), "<f4"),
+        "fve_presence": _b64(fve.presence.numpy(), "<f4"),
     }
 
 
@@ -154,6 +178,11 @@ def write_site(dest: Path) -> Path:
                     "positive": plots.POSITIVE,
                     "negative": plots.NEGATIVE,
                     "kindFill": ["#d9d9d9", _hex(plots.SHADE), "#ffffff"],  # mono, poly, dead
+                },
+                "fve": {
+                    "thresholds": list(analysis.FVE_THRESHOLDS),
+                    "computed": analysis.FVE_COMPUTED,  # the threshold shown first
+                    "floor": FVE_FLOOR,
                 },
                 "default": DEFAULT,
                 "standalone": [
