@@ -178,6 +178,7 @@ def write_site(dest: Path) -> Path:
                     "positive": plots.POSITIVE,
                     "negative": plots.NEGATIVE,
                     "kindFill": ["#d9d9d9", _hex(plots.SHADE), "#ffffff"],  # mono, poly, dead
+                    "computedColor": plots.QUALITY_DARK,
                 },
                 "fve": {
                     "thresholds": list(analysis.FVE_THRESHOLDS),
@@ -225,7 +226,7 @@ def _call(expression: str) -> str:
 
 
 def document():
-    """The explorer as a Bokeh layout: controls, then the three views and the two measures.
+    """The explorer as a Bokeh layout: controls, then the three views and the three measures.
     Its data sources start empty; explorer.js fills them (see `page_html`)."""
     from bokeh.document import Document
     from bokeh.events import DocumentReady
@@ -240,6 +241,7 @@ def document():
         LogColorMapper,
         Range1d,
         Select,
+        Span,
         TapTool,
     )
     from bokeh.plotting import figure
@@ -258,6 +260,9 @@ def document():
     nodes = source("nodes", "x", "y", "color", "label", "feature", "what")
     neurons = source("neurons", "rank", "neuron", "mx", "mw", "sy", "sh", "gy", "fill", "eff",
                      "kind", "py", "ph")  # fmt: skip
+    scores = source("measure-points", "x", "y", "marker", "fill")
+    per_feature = source("measure-features", "x", "feature", "negative", "positive", "presence",
+                         "what")  # fmt: skip
 
     def fig(name: str, title: str, height: int, **kw):
         f = figure(name=name, title=title, height=height, sizing_mode="stretch_width",
@@ -336,6 +341,27 @@ def document():
     key = Div(name="feature-key", sizing_mode="stretch_width",
               styles={"font-size": "12px"})  # fmt: skip
 
+    # Each side's score, ▼ for x_i < 0 and ▲ for x_i > 0, filled where it reaches the chosen
+    # threshold (the dashed line); scores at or below FVE_FLOOR are drawn on it. A feature's
+    # hover is its whole column, one tooltip however close its neighbours' markers sit.
+    low, high = FVE_FLOOR - 0.05, 1.05
+    measure = fig("measure", "Variance of |xᵢ| explained within each side of xᵢ", 210,
+                  x_range=x_features, y_range=Range1d(low, high))  # fmt: skip
+    columns = measure.rect("x", (low + high) / 2, width=0.95, height=high - low,
+                           source=per_feature, fill_alpha=0, line_alpha=0)  # fmt: skip
+    measure.xaxis.axis_label, measure.yaxis.axis_label = "feature", "variance explained"
+    threshold_line = Span(location=analysis.FVE_COMPUTED, dimension="width",
+                          line_color="#444444", line_dash="dashed", line_width=1)  # fmt: skip
+    measure.add_layout(threshold_line)
+    measure.scatter("x", "y", source=scores, marker="marker", size=7, fill_color="fill",
+                    line_color=plots.QUALITY_DARK, line_width=1.2)  # fmt: skip
+    measure.add_tools(HoverTool(renderers=[columns], tooltips=[
+        ("feature", "x@feature"), ("negative side", "@negative{0.000}"),
+        ("positive side", "@positive{0.000}"), ("presence", "@presence{0.000}"), ("", "@what"),
+    ]))  # fmt: skip
+    measure_status = Div(name="measure-status", sizing_mode="stretch_width",
+                         styles={"font-size": "12px"})  # fmt: skip
+
     poly_plot = fig("polysemanticity", "Polysemanticity: features read", 170,
                     x_range=x_ranks, y_range=y_poly)  # fmt: skip
     poly_plot.xaxis.axis_label = "neuron (same order)"
@@ -375,6 +401,8 @@ def document():
         return Select(name=name, title=title, options=[], width=width,
                       styles={"font-size": "13px"})  # fmt: skip
 
+    threshold = select("threshold", "Threshold")
+
     controls = {
         "experiment": select("experiment", "Experiment"),
         "profile": select("profile", "Importance"),  # first: the widths depend on it
@@ -388,14 +416,18 @@ def document():
         "edges": edges, "nodes": nodes, "neurons": neurons, "status": status, "key": key,
         "x_features": x_features, "y_ranks": y_ranks, "x_ranks": x_ranks, "y_sup": y_sup,
         "y_stack": y_stack, "y_poly": y_poly,
-        "value": value, **controls,
+        "value": value, "measure": scores, "measure_features": per_feature,
+        "measure_status": measure_status,
+        "threshold_line": threshold_line, "threshold": threshold, **controls,
     }  # fmt: skip
     neurons.selected.js_on_change("indices", CustomJS(args=models, code=_call("selected(args)")))
-    for name, widget in controls.items():
+    for name, widget in {**controls, "threshold": threshold}.items():
         widget.js_on_change("value", CustomJS(args=models, code=_call(f"changed(args, {name!r})")))
     layout = column(
         row(*controls.values(), sizing_mode="stretch_width", styles={"flex-wrap": "wrap"}),
-        status, matrix, sup_plot, key, stack, poly_plot, graph,
+        status, matrix, sup_plot,
+        row(threshold, measure_status, sizing_mode="stretch_width", styles={"flex-wrap": "wrap"}),
+        measure, key, stack, poly_plot, graph,
         sizing_mode="stretch_width", name="explorer",
     )  # fmt: skip
     doc = Document()
