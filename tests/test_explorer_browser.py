@@ -262,8 +262,11 @@ def test_b_as_the_grids_d40_draws_the_capacity_chapters_seed(
     assert grid != best  # at these p (what makes the test tell the two rules apart)
     page = open_explorer(browser, f"{base_url}{PAGE}?experiment=sparsity-sweep&p={p}&grid=capacity")
     assert model(page) == ("sparsity-sweep", p, grid)
-    assert {f"{grid} (lowest of 0–2)", f"{best} (lowest loss)"} <= set(seed_options(page))
-    assert "the one the capacity chapter draws" in page.evaluate(STATUS)
+    options = seed_options(page)  # either may also be the model the chapter reports
+    assert any(re.fullmatch(rf"{grid} \(lowest of 0–2(, reported)?\)", o) for o in options)
+    assert any(re.fullmatch(rf"{best} \(lowest loss(, reported)?\)", o) for o in options)
+    assert "the lowest-loss random start of seeds 0–2 at this p" in page.evaluate(STATUS)
+    assert "the capacity chapter reports" in page.evaluate(STATUS)
     choose(page, "Experiment", "B:")  # out of the grid: another model, the book's seed
     page.wait_for_function(f"{MODEL} === 'sparsity-sweep|{p}|{best}'")
     assert "grid" not in page.url
@@ -272,6 +275,7 @@ def test_b_as_the_grids_d40_draws_the_capacity_chapters_seed(
     assert model(page) == ("sparsity-sweep", p, best)
     options = seed_options(page)
     assert f"{best} (lowest loss)" in options and not any("lowest of" in o for o in options)
+    assert not any("reported" in o for o in options)
     assert "capacity" not in page.evaluate(STATUS)
     page.context.close()
 
@@ -388,4 +392,53 @@ def test_a_features_hover_gives_its_scores(browser: Browser, base_url: str) -> N
                                ("presence", "presence")):  # fmt: skip
                 shown = float(tip[label].replace("−", "-"))
                 assert shown == pytest.approx(scores[key][i], abs=5e-4), (i, side, tip)
+    page.context.close()
+
+
+def data_script(name: str) -> dict:
+    """The explorer's data for experiment `name`, as the page reads it."""
+    text = (HTML / "explorer" / f"{name}.js").read_text()
+    return json.loads(text[text.index("(") + 1 : text.rindex(")")])
+
+
+def settings() -> dict:
+    """The explorer's settings, as the page reads them."""
+    text = (HTML / "explorer" / "settings.js").read_text()
+    return json.loads(text[text.index("(") + 1 : text.rindex(")")])
+
+
+@pytest.mark.parametrize("winner", ["random", "constructed"])
+def test_a_capacity_cell_leads_to_the_model_the_chapter_reports(
+    browser: Browser, base_url: str, winner: str
+) -> None:
+    """The first cell (by the data) whose reported model, the lowest loss of its random starts
+    (seeds 0-2) and its constructed starts, is a `winner` start: from another of its models
+    (a constructed start if a random one won, else the lowest random start) the status line
+    links to the reported one, and that model's status line and seed menu say so."""
+    grid_seeds = settings()["capacitySeeds"]
+    for cell in (c["name"] for c in settings()["capacity"]):
+        data, built = data_script(cell), data_script(f"{cell}-constructed")
+        r = next((r for r in data["reported"] if (r["start"] == "random") == (winner == "random")),
+                 None)  # fmt: skip
+        if r is not None:
+            break
+    else:
+        pytest.skip(f"no cell's reported model is a {winner} start")
+    p = r["p"]
+    random = [(i["loss"], cell, i["seed"]) for i in data["instances"]
+              if i["p"] == p and i["seed"] in grid_seeds]  # fmt: skip
+    starts = [(i["loss"], built["name"], i["seed"]) for i in built["instances"] if i["p"] == p]
+    assert min(random + starts)[1:] == (r["experiment"], r["seed"])  # the data agree
+    other = min(starts if winner == "random" else random)[1:]
+    page = open_explorer(browser, f"{base_url}{PAGE}?experiment={other[0]}&p={p}&seed={other[1]}"
+                                  "&threshold=0.8")  # fmt: skip
+    assert model(page) == (other[0], p, other[1])
+    assert "the capacity chapter reports this cell's" in page.evaluate(STATUS)
+    page.get_by_role("link", name=re.compile(r"^(seed \d+|\w+ start)$")).click()
+    # a new page: no model drawn while it loads
+    page.wait_for_function(f"({MODEL} || '').startsWith('{r['experiment']}|')", timeout=15_000)
+    assert model(page) == (r["experiment"], p, r["seed"])
+    assert "the model the capacity chapter reports for this cell" in page.evaluate(STATUS)
+    assert any(o.startswith(f"{r['seed']} (") and "reported" in o for o in seed_options(page))
+    assert page.evaluate(THRESHOLD) == "0.8"  # the link keeps the threshold
     page.context.close()

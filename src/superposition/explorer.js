@@ -123,11 +123,18 @@
       args.width.visible = args.profile.visible = Boolean(cap);
       args.p.options = d.probs.map(String);
       args.p.value = String(st.p);
-      // the lowest-loss seed; for B in the grid also the lowest-loss of the grid's seeds
-      const best = bestSeed(d, st.p, false);
+      // the lowest-loss seed; for B in the grid also the lowest-loss of the grid's seeds;
+      // a constructed experiment's seeds by their starts; the capacity chapter's model
+      const best = d.starts ? null : bestSeed(d, st.p, false);
       const gridBest = cap && own.includes(st.name) ? bestSeed(d, st.p, true) : null;
-      args.seed.options = d.seeds.map((s) => [String(s), s === best ? `${s} (lowest loss)`
-        : s === gridBest ? `${s} (lowest of ${seedRange()})` : String(s)]);
+      const r = reported(args, d, st.p);
+      const chosen = r && r.experiment === d.name ? r.seed : null;
+      args.seed.options = d.seeds.map((s) => {
+        const marks = [d.starts ? d.starts[s] : null, s === best ? "lowest loss"
+          : s === gridBest ? `lowest of ${seedRange()}` : null, s === chosen ? "reported" : null]
+          .filter(Boolean);
+        return [String(s), marks.length ? `${s} (${marks.join(", ")})` : String(s)];
+      });
       args.seed.value = String(st.seed);
       args.threshold.options = X.cfg.fve.thresholds.map(String);
       args.threshold.value = String(st.threshold);
@@ -268,19 +275,43 @@
     root.explorerDrawnMs = String(Math.round(performance.now()));
   }
 
+  // The model the capacity chapter reports for the cell of the model at p (the lowest loss of
+  // the cell's random and constructed starts), when the model is shown as one of a cell's: a
+  // capacity experiment, B in the grid, or a constructed start. Null otherwise.
+  function reported(args, d, p) {
+    const asCell = d.starts || !X.cfg.standalone.includes(d.name) ||
+      args.experiment.value === "capacity";
+    return (asCell && d.reported && d.reported.find((r) => sameP(r.p, p))) || null;
+  }
+
   // The status line: the model, its place in the book, its loss and its neurons.
   function describe(args, d, st) {
     const m = d.m, k = st.k, inst = d.instances[k], kind = arrays(d).kind;
     const counts = [0, 0, 0];
     for (let j = 0; j < m; j++) counts[kind[k * m + j]]++;
     const asD = args.experiment.value === "capacity" && X.cfg.standalone.includes(d.name);
-    let note = ""; // which chapter draws this model; for B in the grid, its place there
-    if (inst.best) {
-      note = ` (the lowest-loss seed at this p, the one the ${asD && !inst.grid_best
-        ? "sparsity chapter" : "book"} draws)`;
-    } else if (asD && inst.grid_best) {
-      note = ` (the lowest-loss of seeds ${seedRange()} at this p, the one the capacity ` +
-        "chapter draws)";
+    const r = reported(args, d, inst.p);
+    let note = ""; // which chapter draws this model; in a capacity cell, its place there
+    if (d.starts) {
+      note = ` (a ${d.starts[inst.seed]} start)`;
+    } else if (inst.best && !(r && inst.grid_best)) {
+      note = ` (the lowest-loss seed at this p, the one the ${asD ? "sparsity chapter" : "book"}` +
+        " draws)";
+    } else if (r && inst.grid_best) {
+      note = ` (the lowest-loss random start${asD ? ` of seeds ${seedRange()}` : ""} at this p)`;
+    }
+    if (r && r.experiment === d.name && r.seed === inst.seed) {
+      note += " · the model the capacity chapter reports for this cell, the lowest-loss of its " +
+        "random and constructed starts";
+    } else if (r) {
+      const q = new URLSearchParams({ experiment: r.experiment, p: r.p, seed: r.seed,
+        threshold: st.threshold });
+      if (X.cfg.standalone.includes(r.experiment) && inFamily(r.experiment)) {
+        q.set("grid", "capacity"); // B as D40
+      }
+      const which = r.start === "random" ? `seed ${r.seed}` : `${r.start} start`;
+      note += ` · the capacity chapter reports this cell's <a href="?${q}">${which}</a> ` +
+        `(loss ${r.loss.toPrecision(4)}), the lowest-loss of its random and constructed starts`;
     }
     if (asD) note += ` · the capacity grid's D${m} is this experiment at seeds ${seedRange()}`;
     args.status.text = `<b>${d.label}</b>: ${d.title} · p = ${inst.p} · seed ${inst.seed}` +
@@ -388,6 +419,7 @@
       X.state.threshold = parseFloat(args.threshold.value);
       const d = X.data[X.state.name];
       drawMeasure(args, d, X.state.k, X.state.threshold);
+      describe(args, d, X.state); // its link to the cell's reported model names the threshold
       remember(args, X.state);
       return;
     }

@@ -86,11 +86,14 @@ def experiment_data(w: store.Weights) -> dict:
     fve = analysis.explained_variance(w.W1, w.W2, w.b, w.feature_probs)
     order = [analysis.neuron_order(R1[k], R2[k]) for k in range(E.n_instances)]
     best = {p: w.best(p) for p in E.feature_probs}
-    # the capacity chapter draws the lowest-loss of seeds 0-2 (B, as D40, has more seeds)
+    # the lowest-loss random start of a capacity cell is of seeds 0-2 (B, as D40, has more);
+    # the chapter reports it unless a constructed start's loss is lower (`reported_models`)
+    from .findings.capacity import CONSTRUCTED_START
     from .findings.capacity import grid_best as lowest_of_grid
 
     grid = {c["name"] for c in capacity_family()}
     grid_best = {p: lowest_of_grid(w, p) for p in E.feature_probs} if E.name in grid else {}
+    cell = E.parent if E.parent in grid else E.name if E.name in grid else None
     read = R1.abs().amax(1) > MIN_BLOCK  # [instances, n]: features some neuron reads
     return {
         **_summary(E),
@@ -115,11 +118,34 @@ def experiment_data(w: store.Weights) -> dict:
         "eff": _b64(eff.numpy(), "<f4"),  # [instances, m]
         "kind": _b64((poly.int() + 2 * dead.int()).numpy(), "u1"),  # 0 mono, 1 poly, 2 dead
         "sup": _b64(sup.numpy(), "<f4"),  # [instances, n]
+        # per p, the model the capacity chapter reports for this experiment's cell
+        **({"reported": reported_models(cell)} if cell else {}),
+        # what each seed of a constructed experiment starts from
+        **({"starts": {str(s): CONSTRUCTED_START[s] for s in E.seeds}} if E.parent else {}),
         # [instances, n] each: explained variance within each side of x_i, and overall
         "fve_negative": _b64(_scores(fve.negative), "<f4"),
         "fve_positive": _b64(_scores(fve.positive), "<f4"),
         "fve_presence": _b64(fve.presence.numpy(), "<f4"),
     }
+
+
+def reported_models(name: str) -> list[dict]:
+    """Per p, the model the capacity chapter reports for the grid cell of experiment `name`:
+    the lowest-loss of its random starts (seeds SEEDS) and of its constructed starts, the
+    first on a tie, as `findings.capacity.Cell.reported` picks it (its other measures are
+    not needed here, so this reads only the losses)."""
+    from .findings.capacity import CONSTRUCTED_START, RANDOM, grid_instances
+
+    w = store.load(name)
+    c = store.load(experiments.constructed(w.experiment))
+    found = []
+    for p in w.experiment.feature_probs:
+        candidates = [(w, k, RANDOM) for k in grid_instances(w, p)]
+        candidates += [(c, k, CONSTRUCTED_START[c.seeds[k]]) for k in c.instances_at(p)]
+        src, k, start = min(candidates, key=lambda x: x[0].final_loss[x[1]])
+        found.append({"p": p, "experiment": src.experiment.name, "seed": src.seeds[k],
+                      "start": start, "loss": src.final_loss[k]})  # fmt: skip
+    return found
 
 
 def _summary(E: experiments.Experiment) -> dict:
@@ -397,7 +423,7 @@ def document():
     ]))  # fmt: skip
 
     def select(name: str, title: str) -> Select:
-        width = {"experiment": 300, "seed": 165}.get(name, 130)  # "0 (lowest of 0–2)" whole
+        width = {"experiment": 300, "seed": 220}.get(name, 130)  # "0 (lowest of 0–2, reported)"
         return Select(name=name, title=title, options=[], width=width,
                       styles={"font-size": "13px"})  # fmt: skip
 
