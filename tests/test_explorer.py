@@ -5,6 +5,7 @@ its links name real models; the site's explorer stays inside its size budget."""
 from __future__ import annotations
 
 import base64
+import dataclasses
 import json
 import re
 from pathlib import Path
@@ -13,7 +14,7 @@ import numpy as np
 import pytest
 import torch
 
-from superposition import analysis, experiments, explorer, plots
+from superposition import analysis, experiments, explorer, plots, store
 
 ROOT = Path(__file__).resolve().parents[1]
 HTML = ROOT / "_build" / "html"
@@ -48,24 +49,48 @@ def test_the_data_decode_to_the_files_weights_and_the_books_measures(trained, na
     assert (kind == (poly.int() + 2 * dead.int()).numpy()).all()
     sup = decoded(data, "sup", "<f4", (i, n))
     assert np.allclose(sup, analysis.superposition(R1).numpy(), rtol=1e-5, atol=1e-6)
+    fve = analysis.explained_variance(w.W1, w.W2, w.b, w.feature_probs)
+    for side in ("negative", "positive", "presence"):
+        shown = decoded(data, f"fve_{side}", "<f4", (i, n)).astype(np.float64)
+        exact = getattr(fve, side).numpy()
+        assert np.abs(shown - exact).max() <= 1e-6 * max(1.0, np.abs(exact).max()), side
+    negative = decoded(data, "fve_negative", "<f4", (i, n))
+    positive = decoded(data, "fve_positive", "<f4", (i, n))
+    for t in analysis.FVE_THRESHOLDS:  # the page counts what the book counts
+        assert ((negative >= t) & (positive >= t)).sum(1).tolist() == (
+            fve.computed(t).sum(1).tolist()
+        )
     best = [x["best"] for x in data["instances"]]
     assert sum(best) == len(E.feature_probs)
     assert all(best[w.best(p)] for p in E.feature_probs)
 
 
 @pytest.mark.parametrize("profile, m", [("decay", 40), ("equal", 5)])
-def test_the_grid_marks_the_model_the_capacity_chapter_draws(trained, profile, m):
-    """In the capacity grid the seed drawn first is the chapter's: for D40 (experiment B, with
-    eight seeds) the lowest-loss of the grid's seeds, not of all eight."""
+def test_the_grid_marks_the_models_the_capacity_chapter_reports(trained, profile, m):
+    """In the capacity grid the seed drawn first is the lowest-loss random start: for D40
+    (experiment B, with eight seeds) the lowest-loss of the grid's seeds, not of all eight.
+    The cell's data, and its constructed starts', name the model the chapter reports, the
+    lowest-loss of them all, which may be a constructed start."""
     from superposition import findings
-    from superposition.findings.capacity import experiment_name
+    from superposition.findings.capacity import constructed_name, experiment_name
 
     w = trained(experiment_name(profile, m))
-    instances = explorer.experiment_data(w)["instances"]
+    data = explorer.experiment_data(w)
+    c = trained(constructed_name(profile, m))
+    built = explorer.experiment_data(c)
+    assert built["starts"] == {"0": "monosemantic", "1": "continuation"}
     for p in w.experiment.feature_probs:
-        marked = [x["seed"] for x in instances if x["p"] == p and x["grid_best"]]
-        assert marked == [findings.capacity().cell(profile, m, p).seed], p
-    assert "grid_best" not in explorer.experiment_data(trained("no-superposition"))["instances"][0]
+        cell = findings.capacity().cell(profile, m, p)
+        marked = [x["seed"] for x in data["instances"] if x["p"] == p and x["grid_best"]]
+        assert marked == [cell.random_best.seed], p
+        for found in (data["reported"], built["reported"]):
+            (r,) = [r for r in found if r["p"] == p]
+            want = cell.reported
+            assert [r[k] for k in ("experiment", "seed", "start", "loss")] == [
+                getattr(want, k) for k in ("experiment", "seed", "start", "loss")
+            ], p
+    plain = explorer.experiment_data(trained("no-superposition"))
+    assert "grid_best" not in plain["instances"][0] and "reported" not in plain
 
 
 def test_a_hand_built_model_round_trips(trained):
@@ -82,6 +107,59 @@ def test_a_hand_built_model_round_trips(trained):
     assert R1[2, 1] == -1.0 and scale[2] == pytest.approx(0.5)
     assert R1[0, 0] == 1.0 and scale[0] == pytest.approx(2.0)
     assert np.count_nonzero(R1) == 2
+
+
+def hand_built(W1: torch.Tensor, W2: torch.Tensor, b: torch.Tensor, p: float) -> store.Weights:
+    """Weights for hand-built models (W1 [instances, m, n]) at feature probability p, one seed
+    each, as if read from a file."""
+    i, m, n = W1.shape
+    E = dataclasses.replace(experiments.NO_SUPERPOSITION, name="hand-built", n_features=n,
+                            n_hidden=m, feature_probs=(p,), seeds=tuple(range(i)))  # fmt: skip
+    return store.Weights(experiment=E, W1=W1, W2=W2, b=b, feature_probs=[p] * i,
+                         seeds=list(range(i)), final_loss=[0.0] * i, device="cpu",
+                         mode="eager", hardware="", versions={}, content_hash="",
+                         tensor_sha256="", path=Path("hand-built.safetensors"))  # fmt: skip
+
+
+def test_the_measure_of_hand_built_models_decodes_to_the_known_answer():
+    """Two features, four neurons, p = 0.01. Model 0 computes |x| exactly: 1 on every side.
+    Model 1 computes feature 1 exactly and feature 0 on its positive side only (one neuron,
+    bias 0): 1 there, and on the negative side, where its output is 0 for |x_0| = u, an error
+    of E[u^2] = 1/4 + 63/768 against the side's variance 63/768 (on the measure's eight
+    points, tests/test_analysis.py): 1 - (1/4 + 63/768)/(63/768) = -192/63."""
+    p = 0.01
+    W1 = torch.tensor([[[1.0, 0], [-1, 0], [0, 1], [0, -1]],
+                       [[1.0, 0], [0, 0], [0, 1], [0, -1]]])  # fmt: skip
+    W2 = W1.abs().transpose(1, 2)  # each neuron writes to its feature's output
+    data = explorer.experiment_data(hand_built(W1, W2, torch.zeros(2, 2), p))
+    negative, positive, presence = (decoded(data, f"fve_{side}", "<f4", (2, 2))
+                                    for side in ("negative", "positive", "presence"))  # fmt: skip
+    assert negative == pytest.approx(np.array([[1, 1], [-192 / 63, 1]]), rel=1e-6)
+    assert positive == pytest.approx(np.ones((2, 2)), rel=1e-6)
+    # presence: Var|x_0| = (1 - p)(p/2)^2 + p E[(u - p/2)^2]; model 1 errs by E[u^2] on half
+    # of the times x_0 is present
+    within = 63 / 768
+    square = 1 / 4 + within
+    var = (1 - p) * (p / 2) ** 2 + p * (square - p / 2 + p * p / 4)
+    assert presence == pytest.approx(np.array([[1, 1], [1 - p * square / 2 / var, 1]]), rel=1e-6)
+    # what the page counts: features with both sides at least the threshold, and sides
+    for t in analysis.FVE_THRESHOLDS:
+        sides = (negative >= t).astype(int) + (positive >= t)
+        assert (sides == 2).sum(1).tolist() == [2, 1] and sides.sum(1).tolist() == [4, 3]
+
+
+def test_a_score_is_never_carried_across_a_threshold_by_rounding():
+    """float32 rounding would lift a score just below 0.9 to 0.9 or drop one at 0.9 below it;
+    the encoding keeps every score on its side of every threshold."""
+    edges = [t + d for t in analysis.FVE_THRESHOLDS for d in (-1e-12, 0.0, 1e-12, -1e-9)]
+    exact = torch.tensor(edges, dtype=torch.float64)
+    encoded = explorer._scores(exact).astype(np.float64)  # what the browser compares
+    for t in analysis.FVE_THRESHOLDS:
+        assert ((encoded >= t) == (exact >= t).numpy()).all(), t
+    assert np.abs(encoded - exact.numpy()).max() < 1e-7
+    # the control: plain float32 moves some of these across
+    plain = exact.numpy().astype(np.float32).astype(np.float64)
+    assert any(((plain >= t) != (exact >= t).numpy()).any() for t in analysis.FVE_THRESHOLDS)
 
 
 def test_the_page_is_the_same_on_every_build():

@@ -82,9 +82,10 @@ def instance(name: str, p: float, seed: int) -> int:
 
 def hover(page: Page, plot: str, x: float, y: float) -> dict[str, str]:
     """Move the mouse onto data point (x, y) of `plot`; the tooltip's fields, once it names
-    feature x (after 5 s, whatever it shows: the caller reports it)."""
+    feature x, rounded (a side's marker in the measure view sits 0.2 off its feature; after
+    5 s, whatever it shows: the caller reports it)."""
     page.mouse.move(*page.evaluate(POSITION, [plot, x, y]))
-    names_x = re.compile(rf"^feature:\s*x{int(x)}$", flags=re.M)
+    names_x = re.compile(rf"^feature:\s*x{round(x)}$", flags=re.M)
     for _ in range(100):
         text = page.locator(".bk-Tooltip").evaluate_all(TOOLTIP)
         if names_x.search(text):
@@ -261,8 +262,11 @@ def test_b_as_the_grids_d40_draws_the_capacity_chapters_seed(
     assert grid != best  # at these p (what makes the test tell the two rules apart)
     page = open_explorer(browser, f"{base_url}{PAGE}?experiment=sparsity-sweep&p={p}&grid=capacity")
     assert model(page) == ("sparsity-sweep", p, grid)
-    assert {f"{grid} (lowest of 0–2)", f"{best} (lowest loss)"} <= set(seed_options(page))
-    assert "the one the capacity chapter draws" in page.evaluate(STATUS)
+    options = seed_options(page)  # either may also be the model the chapter reports
+    assert any(re.fullmatch(rf"{grid} \(lowest of 0–2(, reported)?\)", o) for o in options)
+    assert any(re.fullmatch(rf"{best} \(lowest loss(, reported)?\)", o) for o in options)
+    assert "the lowest-loss random start of seeds 0–2 at this p" in page.evaluate(STATUS)
+    assert "the capacity chapter reports" in page.evaluate(STATUS)
     choose(page, "Experiment", "B:")  # out of the grid: another model, the book's seed
     page.wait_for_function(f"{MODEL} === 'sparsity-sweep|{p}|{best}'")
     assert "grid" not in page.url
@@ -271,6 +275,7 @@ def test_b_as_the_grids_d40_draws_the_capacity_chapters_seed(
     assert model(page) == ("sparsity-sweep", p, best)
     options = seed_options(page)
     assert f"{best} (lowest loss)" in options and not any("lowest of" in o for o in options)
+    assert not any("reported" in o for o in options)
     assert "capacity" not in page.evaluate(STATUS)
     page.context.close()
 
@@ -310,3 +315,130 @@ def test_every_chapter_link_opens_the_model_it_names(browser: Browser, base_url:
         page = open_explorer(browser, base_url + "book/" + href.replace("&amp;", "&"))
         assert model(page) == (query["experiment"], float(query["p"]), int(query["seed"]))
         page.context.close()
+
+
+MEASURE = "Bokeh.documents[0].get_model_by_name('measure-status').text"
+THRESHOLD = "document.documentElement.dataset.explorerThreshold"
+
+
+def measure_data(name: str, p: float, seed: int) -> dict[str, np.ndarray]:
+    """The measure of model (p, seed) of `name`, decoded here from the explorer's data script:
+    per feature, its negative-side, positive-side and presence scores."""
+    text = (HTML / "explorer" / f"{name}.js").read_text()
+    record = json.loads(text[text.index("(") + 1 : text.rindex(")")])
+    k = next(k for k, x in enumerate(record["instances"]) if x["p"] == p and x["seed"] == seed)
+    return {
+        side: np.frombuffer(base64.b64decode(record[f"fve_{side}"]), "<f4")
+        .reshape(-1, record["n"])[k]
+        .astype(np.float64)
+        for side in ("negative", "positive", "presence")
+    }
+
+
+def counted(scores: dict[str, np.ndarray], threshold: float) -> tuple[int, int]:
+    """Features whose both sides reach `threshold`, and sides that do."""
+    sides = (scores["negative"] >= threshold).astype(int) + (scores["positive"] >= threshold)
+    return int((sides == 2).sum()), int(sides.sum())
+
+
+def shown_counts(page: Page) -> tuple[float, int, int, dict[float, int]]:
+    """What the measure view's line says: its threshold, the features computed and the sides
+    there, and the features computed at each other threshold."""
+    text = page.evaluate(MEASURE)
+    found = re.search(r"Computes <b>(\d+)</b> of \d+ features on both sides at ([\d.]+) "
+                      r"\(([^)]*)\); (\d+) of \d+ sides", text)  # fmt: skip
+    assert found, text
+    others = {float(t): int(c) for c, t in re.findall(r"(\d+) at ([\d.]+)", found[3])}
+    return float(found[2]), int(found[1]), int(found[4]), others
+
+
+def test_the_measure_view_counts_what_the_data_give_at_the_threshold_asked(
+    browser: Browser, base_url: str
+) -> None:
+    name, p, seed = "sparsity-sweep", 0.01, 3
+    page = open_explorer(browser, f"{base_url}{PAGE}?experiment={name}&p={p}&seed={seed}"
+                                  "&threshold=0.8")  # fmt: skip
+    assert model(page) == (name, p, seed)
+    scores = measure_data(name, p, seed)
+    every = {t: counted(scores, t) for t in (0.8, 0.9, 0.95)}
+    assert every[0.8] != every[0.95]  # what makes the menu's effect visible in the count
+    threshold, features, sides, others = shown_counts(page)
+    assert (threshold, (features, sides)) == (0.8, every[0.8])
+    assert others == {0.9: every[0.9][0], 0.95: every[0.95][0]}
+
+    choose(page, "Threshold", "0.95")  # the same model, another count, kept in the address
+    page.wait_for_function(f"{THRESHOLD} === '0.95'")
+    threshold, features, sides, _ = shown_counts(page)
+    assert (threshold, (features, sides)) == (0.95, every[0.95])
+    assert model(page) == (name, p, seed) and "threshold=0.95" in page.url
+
+    choose(page, "Feature probability p", "0.03")  # another model keeps the threshold
+    page.wait_for_function(f"{MODEL}.startsWith('{name}|0.03|')")
+    threshold, features, sides, _ = shown_counts(page)
+    assert (threshold, (features, sides)) == (0.95, counted(measure_data(*model(page)), 0.95))
+    assert "threshold=0.95" in page.url
+    page.context.close()
+
+
+def test_a_features_hover_gives_its_scores(browser: Browser, base_url: str) -> None:
+    """Each side's marker of a feature: both scores and the presence score, to 3 decimals
+    (in a model of 10 features, where no two features' markers touch)."""
+    page = open_explorer(browser, f"{base_url}{PAGE}?experiment=asymmetric-motif")
+    scores = measure_data(*model(page))
+    for i in range(len(scores["positive"])):
+        for side, dx in (("negative", -0.2), ("positive", 0.2)):
+            tip = hover(page, "measure", i + dx, max(0.0, scores[side][i]))
+            for label, key in (("negative side", "negative"), ("positive side", "positive"),
+                               ("presence", "presence")):  # fmt: skip
+                shown = float(tip[label].replace("−", "-"))
+                assert shown == pytest.approx(scores[key][i], abs=5e-4), (i, side, tip)
+    page.context.close()
+
+
+def data_script(name: str) -> dict:
+    """The explorer's data for experiment `name`, as the page reads it."""
+    text = (HTML / "explorer" / f"{name}.js").read_text()
+    return json.loads(text[text.index("(") + 1 : text.rindex(")")])
+
+
+def settings() -> dict:
+    """The explorer's settings, as the page reads them."""
+    text = (HTML / "explorer" / "settings.js").read_text()
+    return json.loads(text[text.index("(") + 1 : text.rindex(")")])
+
+
+@pytest.mark.parametrize("winner", ["random", "constructed"])
+def test_a_capacity_cell_leads_to_the_model_the_chapter_reports(
+    browser: Browser, base_url: str, winner: str
+) -> None:
+    """The first cell (by the data) whose reported model, the lowest loss of its random starts
+    (seeds 0-2) and its constructed starts, is a `winner` start: from another of its models
+    (a constructed start if a random one won, else the lowest random start) the status line
+    links to the reported one, and that model's status line and seed menu say so."""
+    grid_seeds = settings()["capacitySeeds"]
+    for cell in (c["name"] for c in settings()["capacity"]):
+        data, built = data_script(cell), data_script(f"{cell}-constructed")
+        r = next((r for r in data["reported"] if (r["start"] == "random") == (winner == "random")),
+                 None)  # fmt: skip
+        if r is not None:
+            break
+    else:
+        pytest.skip(f"no cell's reported model is a {winner} start")
+    p = r["p"]
+    random = [(i["loss"], cell, i["seed"]) for i in data["instances"]
+              if i["p"] == p and i["seed"] in grid_seeds]  # fmt: skip
+    starts = [(i["loss"], built["name"], i["seed"]) for i in built["instances"] if i["p"] == p]
+    assert min(random + starts)[1:] == (r["experiment"], r["seed"])  # the data agree
+    other = min(starts if winner == "random" else random)[1:]
+    page = open_explorer(browser, f"{base_url}{PAGE}?experiment={other[0]}&p={p}&seed={other[1]}"
+                                  "&threshold=0.8")  # fmt: skip
+    assert model(page) == (other[0], p, other[1])
+    assert "the capacity chapter reports this cell's" in page.evaluate(STATUS)
+    page.get_by_role("link", name=re.compile(r"^(seed \d+|\w+ start)$")).click()
+    # a new page: no model drawn while it loads
+    page.wait_for_function(f"({MODEL} || '').startsWith('{r['experiment']}|')", timeout=15_000)
+    assert model(page) == (r["experiment"], p, r["seed"])
+    assert "the model the capacity chapter reports for this cell" in page.evaluate(STATUS)
+    assert any(o.startswith(f"{r['seed']} (") and "reported" in o for o in seed_options(page))
+    assert page.evaluate(THRESHOLD) == "0.8"  # the link keeps the threshold
+    page.context.close()

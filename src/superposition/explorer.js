@@ -3,22 +3,25 @@
 // into the Bokeh data sources; Bokeh draws, links the views and shows the hovers.
 // explorer.py's `document()` calls start() when the page is ready and changed() when a
 // control changes. Reading the address: ?experiment=NAME&p=P&seed=S (see explorer.link),
-// and &grid=capacity for B shown as the capacity grid's D40.
+// &grid=capacity for B shown as the capacity grid's D40, and &threshold=T for the measure
+// view's threshold (one of analysis.FVE_THRESHOLDS; without it, analysis.FVE_COMPUTED).
 (function () {
   "use strict";
   const base = document.currentScript.src.replace(/[^/]*$/, "");
   // explorer.py's constants arrive with settings.js: the int16 step, the graph's edge
-  // threshold, the smallest weight the stack plot draws, the sign colours, the neuron fills.
-  let STEPS, EDGE, MIN_BLOCK, POSITIVE, NEGATIVE, KIND_FILL;
+  // threshold, the smallest weight the stack plot draws, the sign colours, the neuron fills,
+  // the colour of a computed side.
+  let STEPS, EDGE, MIN_BLOCK, POSITIVE, NEGATIVE, KIND_FILL, COMPUTED;
+  const MENUS = ["experiment", "profile", "width", "p", "seed", "threshold"];
   const KIND = ["monosemantic", "polysemantic", "dead"]; // explorer.py's "kind" codes
   const GAP = 0.04; // edges stop this far from the nodes (the layers are 1 apart)
-  const X = { data: {}, cfg: null, updating: false, state: null };
+  const X = { data: {}, cfg: null, updating: false, state: null, shown: {} };
   window.SuperpositionExplorer = X;
 
   X.settings = (cfg) => {
     X.cfg = cfg;
     ({ steps: STEPS, edge: EDGE, minBlock: MIN_BLOCK, positive: POSITIVE, negative: NEGATIVE,
-      kindFill: KIND_FILL } = cfg.constants);
+      kindFill: KIND_FILL, computedColor: COMPUTED } = cfg.constants);
     prefetch();
   };
   X.register = (d) => { X.data[d.name] = d; };
@@ -57,6 +60,9 @@
         scale: decode(d.scale, Float32Array), b: decode(d.b, Float32Array),
         order: decode(d.order, Int16Array), eff: decode(d.eff, Float32Array),
         kind: decode(d.kind, Uint8Array), sup: decode(d.sup, Float32Array),
+        negative: decode(d.fve_negative, Float32Array),
+        positive: decode(d.fve_positive, Float32Array),
+        presence: decode(d.fve_presence, Float32Array),
       };
     }
     return d.arrays;
@@ -89,7 +95,10 @@
     const asked = parseFloat(q.get("p"));
     const p = e.probs.find((v) => sameP(v, asked)) ?? (name === name0 ? p0 : e.probs[0]);
     const seed = e.seeds.includes(parseInt(q.get("seed"), 10)) ? parseInt(q.get("seed"), 10) : null;
-    return { name, p, seed, grid: q.get("grid") === "capacity" };
+    const F = X.cfg.fve;
+    const threshold = F.thresholds.find((t) => sameP(t, parseFloat(q.get("threshold"))))
+      ?? F.computed;
+    return { name, p, seed, threshold, grid: q.get("grid") === "capacity" };
   }
 
   function setControls(args, st, d) {
@@ -114,14 +123,26 @@
       args.width.visible = args.profile.visible = Boolean(cap);
       args.p.options = d.probs.map(String);
       args.p.value = String(st.p);
-      // the lowest-loss seed; for B in the grid also the lowest-loss of the grid's seeds
-      const best = bestSeed(d, st.p, false);
+      // the lowest-loss seed; for B in the grid also the lowest-loss of the grid's seeds;
+      // a constructed experiment's seeds by their starts; the capacity chapter's model
+      const best = d.starts ? null : bestSeed(d, st.p, false);
       const gridBest = cap && own.includes(st.name) ? bestSeed(d, st.p, true) : null;
-      args.seed.options = d.seeds.map((s) => [String(s), s === best ? `${s} (lowest loss)`
-        : s === gridBest ? `${s} (lowest of ${seedRange()})` : String(s)]);
+      const r = reported(args, d, st.p);
+      const chosen = r && r.experiment === d.name ? r.seed : null;
+      args.seed.options = d.seeds.map((s) => {
+        const marks = [d.starts ? d.starts[s] : null, s === best ? "lowest loss"
+          : s === gridBest ? `lowest of ${seedRange()}` : null, s === chosen ? "reported" : null]
+          .filter(Boolean);
+        return [String(s), marks.length ? `${s} (${marks.join(", ")})` : String(s)];
+      });
       args.seed.value = String(st.seed);
+      args.threshold.options = X.cfg.fve.thresholds.map(String);
+      args.threshold.value = String(st.threshold);
     } finally {
       X.updating = false;
+      // BokehJS runs the menus' callbacks (ES modules) later, once `updating` is false again:
+      // what they report then is the value set here, not a reader's choice.
+      X.shown = Object.fromEntries(MENUS.map((name) => [name, args[name].value]));
     }
   }
 
@@ -245,16 +266,52 @@
     key += "<br><b>Neurons</b> (bars below, nodes in the graph): " +
       KIND.map((name, t) => swatch(KIND_FILL[t], name)).join("");
     args.key.text = key;
+    st.k = k;
+    describe(args, d, st);
+    drawMeasure(args, d, k, st.threshold);
+    X.state = st;
+    const root = document.documentElement.dataset;
+    root.explorerModel = `${d.name}|${inst.p}|${inst.seed}`;
+    root.explorerDrawnMs = String(Math.round(performance.now()));
+  }
+
+  // The model the capacity chapter reports for the cell of the model at p (the lowest loss of
+  // the cell's random and constructed starts), when the model is shown as one of a cell's: a
+  // capacity experiment, B in the grid, or a constructed start. Null otherwise.
+  function reported(args, d, p) {
+    const asCell = d.starts || !X.cfg.standalone.includes(d.name) ||
+      args.experiment.value === "capacity";
+    return (asCell && d.reported && d.reported.find((r) => sameP(r.p, p))) || null;
+  }
+
+  // The status line: the model, its place in the book, its loss and its neurons.
+  function describe(args, d, st) {
+    const m = d.m, k = st.k, inst = d.instances[k], kind = arrays(d).kind;
     const counts = [0, 0, 0];
-    order.forEach((j) => counts[kind(j)]++);
+    for (let j = 0; j < m; j++) counts[kind[k * m + j]]++;
     const asD = args.experiment.value === "capacity" && X.cfg.standalone.includes(d.name);
-    let note = ""; // which chapter draws this model; for B in the grid, its place there
-    if (inst.best) {
-      note = ` (the lowest-loss seed at this p, the one the ${asD && !inst.grid_best
-        ? "sparsity chapter" : "book"} draws)`;
-    } else if (asD && inst.grid_best) {
-      note = ` (the lowest-loss of seeds ${seedRange()} at this p, the one the capacity ` +
-        "chapter draws)";
+    const r = reported(args, d, inst.p);
+    let note = ""; // which chapter draws this model; in a capacity cell, its place there
+    if (d.starts) {
+      note = ` (a ${d.starts[inst.seed]} start)`;
+    } else if (inst.best && !(r && inst.grid_best)) {
+      note = ` (the lowest-loss seed at this p, the one the ${asD ? "sparsity chapter" : "book"}` +
+        " draws)";
+    } else if (r && inst.grid_best) {
+      note = ` (the lowest-loss random start${asD ? ` of seeds ${seedRange()}` : ""} at this p)`;
+    }
+    if (r && r.experiment === d.name && r.seed === inst.seed) {
+      note += " · the model the capacity chapter reports for this cell, the lowest-loss of its " +
+        "random and constructed starts";
+    } else if (r) {
+      const q = new URLSearchParams({ experiment: r.experiment, p: r.p, seed: r.seed,
+        threshold: st.threshold });
+      if (X.cfg.standalone.includes(r.experiment) && inFamily(r.experiment)) {
+        q.set("grid", "capacity"); // B as D40
+      }
+      const which = r.start === "random" ? `seed ${r.seed}` : `${r.start} start`;
+      note += ` · the capacity chapter reports this cell's <a href="?${q}">${which}</a> ` +
+        `(loss ${r.loss.toPrecision(4)}), the lowest-loss of its random and constructed starts`;
     }
     if (asD) note += ` · the capacity grid's D${m} is this experiment at seeds ${seedRange()}`;
     args.status.text = `<b>${d.label}</b>: ${d.title} · p = ${inst.p} · seed ${inst.seed}` +
@@ -262,10 +319,59 @@
       ` · loss ${inst.loss.toPrecision(4)} · of ${m} neurons: ${counts[1]} polysemantic, ` +
       `${counts[0]} monosemantic, ${counts[2]} dead. Hover for exact weights; tap a neuron ` +
       `(a matrix row, a stack column, a bar or a middle node) to mark it in every view.`;
-    X.state = st;
-    const root = document.documentElement.dataset;
-    root.explorerModel = `${d.name}|${inst.p}|${inst.seed}`;
-    root.explorerDrawnMs = String(Math.round(performance.now()));
+  }
+
+  // The measure view: each side's within-side score (filled where it reaches `threshold`),
+  // and above it the features computed, both sides at least the threshold, at every one.
+  function drawMeasure(args, d, k, threshold) {
+    const A = arrays(d), n = d.n, F = X.cfg.fve;
+    const negative = A.negative.subarray(k * n, (k + 1) * n);
+    const positive = A.positive.subarray(k * n, (k + 1) * n);
+    const reached = (i, t) => (negative[i] >= t) + (positive[i] >= t); // sides, 0 to 2
+    const pts = { x: [], y: [], marker: [], fill: [] };
+    const features = { x: [], feature: [], negative: [], positive: [], presence: [], what: [] };
+    for (let i = 0; i < n; i++) {
+      const pair = [[negative[i], -0.2, "inverted_triangle", "negative"],
+        [positive[i], 0.2, "triangle", "positive"]];
+      const one = pair.filter(([v]) => v >= threshold).map((s) => s[3]);
+      const what = one.length === 2 ? `computed at ${threshold}: both sides`
+        : `not computed at ${threshold}: ${one.length ? `${one[0]} side only` : "neither side"}`;
+      for (const [v, dx, marker] of pair) {
+        pts.x.push(i + dx); pts.y.push(Math.max(F.floor, v)); pts.marker.push(marker);
+        pts.fill.push(v >= threshold ? COMPUTED : "#ffffff");
+      }
+      features.x.push(i); features.feature.push(i); features.negative.push(negative[i]);
+      features.positive.push(positive[i]); features.presence.push(A.presence[k * n + i]);
+      features.what.push(what);
+    }
+    const count = (t) => {
+      let both = 0, sides = 0;
+      for (let i = 0; i < n; i++) { sides += reached(i, t); both += reached(i, t) === 2; }
+      return [both, sides];
+    };
+    const [computed, sides] = count(threshold);
+    const others = F.thresholds.filter((t) => t !== threshold)
+      .map((t) => `${count(t)[0]} at ${t}`).join(", ");
+    const mark = (glyph, label) =>
+      `<span style="white-space:nowrap"><span style="color:${COMPUTED}">${glyph}</span> ${label}` +
+      "</span>";
+    args.measure.data = pts;
+    args.measure_features.data = features;
+    args.threshold_line.location = threshold;
+    args.measure_status.text = `Computes <b>${computed}</b> of ${n} features on both sides at ` +
+      `${threshold} (${others}); ${sides} of ${2 * n} sides.<br>` +
+      `${mark("▼", "x<sub>i</sub> &lt; 0,")} ${mark("▲", "x<sub>i</sub> &gt; 0:")} filled if the ` +
+      `side reaches the threshold (the dashed line), ${mark("▽△", "hollow")} if not; 0 or less ` +
+      "is drawn at 0.";
+    document.documentElement.dataset.explorerThreshold = String(threshold);
+  }
+
+  // The address of the model `st`, kept in the page's address bar.
+  function remember(args, st) {
+    const q = new URLSearchParams({ experiment: st.name, p: st.p, seed: st.seed,
+      threshold: st.threshold });
+    if (args.experiment.value === "capacity") q.set("grid", "capacity"); // B as D40
+    window.history.replaceState(null, "", "?" + q.toString());
   }
 
   // Each show() takes a ticket; a load that ends after a later choice draws nothing.
@@ -275,16 +381,13 @@
     if (!X.data[st.name]) args.status.text = `Loading <b>${meta(st.name).label}</b>…`;
     return load(st.name).then((d) => {
       if (mine !== ticket) return;
+      if (X.state) st.threshold = X.state.threshold; // chosen while this model loaded
       if (st.seed === null || !d.seeds.includes(st.seed)) {
         st.seed = bestSeed(d, st.p, inGrid(args, st));
       }
       setControls(args, st, d);
       draw(args, d, st);
-      if (address) {
-        const q = new URLSearchParams({ experiment: st.name, p: st.p, seed: st.seed });
-        if (args.experiment.value === "capacity") q.set("grid", "capacity"); // B as D40
-        window.history.replaceState(null, "", "?" + q.toString());
-      }
+      if (address) remember(args, st);
     }).catch((error) => {
       if (mine !== ticket) return;
       args.status.text = `<b>The explorer could not load this model</b>: ${error.message}`;
@@ -310,7 +413,16 @@
   }
 
   X.changed = (args, which) => {
-    if (X.updating || !X.state) return;
+    if (X.updating || !X.state || args[which].value === X.shown[which]) return;
+    X.shown[which] = args[which].value;
+    if (which === "threshold") { // the same model: only the measure view changes
+      X.state.threshold = parseFloat(args.threshold.value);
+      const d = X.data[X.state.name];
+      drawMeasure(args, d, X.state.k, X.state.threshold);
+      describe(args, d, X.state); // its link to the cell's reported model names the threshold
+      remember(args, X.state);
+      return;
+    }
     let name = args.experiment.value;
     if (name === "capacity") {
       // a width the other profile lacks: this profile's nearest one

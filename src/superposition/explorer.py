@@ -5,9 +5,9 @@ Two halves, both run when the book is built:
 
 - `write_site(dest)` (book/build.py calls it) writes `dest/explorer/`: one data script per
   experiment, made from the cached weight files (rescaled W1 and W2, the rescaling factors,
-  the biases, the neuron order and the measured polysemanticity and superposition of every
-  model), the explorer's own script, and BokehJS copied from the installed package, so the
-  page asks no other host for anything.
+  the biases, the neuron order and the measured polysemanticity, superposition and explained
+  variance of every model), the explorer's own script, and BokehJS copied from the installed
+  package, so the page asks no other host for anything.
 - `page_html()` (the "Explore the models" chapter shows it) is the Bokeh document: the
   controls and the views, with empty data sources that `explorer.js` fills from the data
   scripts for the model the address asks for (`link()` makes such an address).
@@ -15,6 +15,9 @@ Two halves, both run when the book is built:
 Weights travel as 16-bit integers: rescaled W1 in steps of 1/32767, W2 as the file holds it
 in steps of the model's largest |W2| / 32767 (rescaled in the browser: times the neuron's
 factor), so every weight is shown to about four significant digits of the model's largest.
+Each feature's explained variance (`analysis.explained_variance`: both sides and presence)
+travels as float32, each side's score nudged by one float32 step where rounding would carry
+it across one of `analysis.FVE_THRESHOLDS`, so that the page counts what the book counts.
 """
 
 from __future__ import annotations
@@ -38,10 +41,26 @@ MIN_BLOCK = 0.01  # smaller |W1| are left out of the stack plot, as in the spars
 BOKEH_FILES = ("bokeh", "bokeh-widgets")  # BokehJS core and its widgets (the controls)
 DEFAULT = ("sparsity-sweep", 0.03)  # the sparsity chapter's intermediate model, best seed
 VALUE_FLOOR = 0.05  # the bottom of the superposition colour scale (plots.value_norm's)
+# The measure view's floor: a side that explains nothing (0: no better than the side's own
+# constant 1/2) or less is drawn at 0; its hover gives the exact score.
+FVE_FLOOR = 0.0
 
 
 def _b64(array: np.ndarray, dtype: str) -> str:
     return base64.b64encode(np.ascontiguousarray(array, dtype=dtype).tobytes()).decode()
+
+
+def _scores(values: torch.Tensor) -> np.ndarray:
+    """Scores as float32 on the same side of every threshold as the float64 they round."""
+    exact = values.double().numpy()
+    rounded = exact.astype(np.float32)
+    for t in analysis.FVE_THRESHOLDS:
+        # one float32 step is enough: rounding moved the value by at most half of one
+        up = (exact >= t) & (rounded.astype(np.float64) < t)
+        rounded[up] = np.nextafter(rounded[up], np.float32(np.inf))
+        down = (exact < t) & (rounded.astype(np.float64) >= t)
+        rounded[down] = np.nextafter(rounded[down], np.float32(-np.inf))
+    return rounded
 
 
 def _hex(color) -> str:
@@ -64,13 +83,17 @@ def experiment_data(w: store.Weights) -> dict:
     dead = analysis.dead_neurons(W1, W2)
     poly = analysis.polysemantic_neurons(W1, W2)
     sup = analysis.superposition(R1)
+    fve = analysis.explained_variance(w.W1, w.W2, w.b, w.feature_probs)
     order = [analysis.neuron_order(R1[k], R2[k]) for k in range(E.n_instances)]
     best = {p: w.best(p) for p in E.feature_probs}
-    # the capacity chapter draws the lowest-loss of seeds 0-2 (B, as D40, has more seeds)
+    # the lowest-loss random start of a capacity cell is of seeds 0-2 (B, as D40, has more);
+    # the chapter reports it unless a constructed start's loss is lower (`reported_models`)
+    from .findings.capacity import CONSTRUCTED_START
     from .findings.capacity import grid_best as lowest_of_grid
 
     grid = {c["name"] for c in capacity_family()}
     grid_best = {p: lowest_of_grid(w, p) for p in E.feature_probs} if E.name in grid else {}
+    cell = E.parent if E.parent in grid else E.name if E.name in grid else None
     read = R1.abs().amax(1) > MIN_BLOCK  # [instances, n]: features some neuron reads
     return {
         **_summary(E),
@@ -95,7 +118,34 @@ def experiment_data(w: store.Weights) -> dict:
         "eff": _b64(eff.numpy(), "<f4"),  # [instances, m]
         "kind": _b64((poly.int() + 2 * dead.int()).numpy(), "u1"),  # 0 mono, 1 poly, 2 dead
         "sup": _b64(sup.numpy(), "<f4"),  # [instances, n]
+        # per p, the model the capacity chapter reports for this experiment's cell
+        **({"reported": reported_models(cell)} if cell else {}),
+        # what each seed of a constructed experiment starts from
+        **({"starts": {str(s): CONSTRUCTED_START[s] for s in E.seeds}} if E.parent else {}),
+        # [instances, n] each: explained variance within each side of x_i, and overall
+        "fve_negative": _b64(_scores(fve.negative), "<f4"),
+        "fve_positive": _b64(_scores(fve.positive), "<f4"),
+        "fve_presence": _b64(fve.presence.numpy(), "<f4"),
     }
+
+
+def reported_models(name: str) -> list[dict]:
+    """Per p, the model the capacity chapter reports for the grid cell of experiment `name`:
+    the lowest-loss of its random starts (seeds SEEDS) and of its constructed starts, the
+    first on a tie, as `findings.capacity.Cell.reported` picks it (its other measures are
+    not needed here, so this reads only the losses)."""
+    from .findings.capacity import CONSTRUCTED_START, RANDOM, grid_instances
+
+    w = store.load(name)
+    c = store.load(experiments.constructed(w.experiment))
+    found = []
+    for p in w.experiment.feature_probs:
+        candidates = [(w, k, RANDOM) for k in grid_instances(w, p)]
+        candidates += [(c, k, CONSTRUCTED_START[c.seeds[k]]) for k in c.instances_at(p)]
+        src, k, start = min(candidates, key=lambda x: x[0].final_loss[x[1]])
+        found.append({"p": p, "experiment": src.experiment.name, "seed": src.seeds[k],
+                      "start": start, "loss": src.final_loss[k]})  # fmt: skip
+    return found
 
 
 def _summary(E: experiments.Experiment) -> dict:
@@ -154,6 +204,12 @@ def write_site(dest: Path) -> Path:
                     "positive": plots.POSITIVE,
                     "negative": plots.NEGATIVE,
                     "kindFill": ["#d9d9d9", _hex(plots.SHADE), "#ffffff"],  # mono, poly, dead
+                    "computedColor": plots.QUALITY_DARK,
+                },
+                "fve": {
+                    "thresholds": list(analysis.FVE_THRESHOLDS),
+                    "computed": analysis.FVE_COMPUTED,  # the threshold shown first
+                    "floor": FVE_FLOOR,
                 },
                 "default": DEFAULT,
                 "standalone": [
@@ -196,7 +252,7 @@ def _call(expression: str) -> str:
 
 
 def document():
-    """The explorer as a Bokeh layout: controls, then the three views and the two measures.
+    """The explorer as a Bokeh layout: controls, then the three views and the three measures.
     Its data sources start empty; explorer.js fills them (see `page_html`)."""
     from bokeh.document import Document
     from bokeh.events import DocumentReady
@@ -211,6 +267,7 @@ def document():
         LogColorMapper,
         Range1d,
         Select,
+        Span,
         TapTool,
     )
     from bokeh.plotting import figure
@@ -229,6 +286,9 @@ def document():
     nodes = source("nodes", "x", "y", "color", "label", "feature", "what")
     neurons = source("neurons", "rank", "neuron", "mx", "mw", "sy", "sh", "gy", "fill", "eff",
                      "kind", "py", "ph")  # fmt: skip
+    scores = source("measure-points", "x", "y", "marker", "fill")
+    per_feature = source("measure-features", "x", "feature", "negative", "positive", "presence",
+                         "what")  # fmt: skip
 
     def fig(name: str, title: str, height: int, **kw):
         f = figure(name=name, title=title, height=height, sizing_mode="stretch_width",
@@ -307,6 +367,27 @@ def document():
     key = Div(name="feature-key", sizing_mode="stretch_width",
               styles={"font-size": "12px"})  # fmt: skip
 
+    # Each side's score, ▼ for x_i < 0 and ▲ for x_i > 0, filled where it reaches the chosen
+    # threshold (the dashed line); scores at or below FVE_FLOOR are drawn on it. A feature's
+    # hover is its whole column, one tooltip however close its neighbours' markers sit.
+    low, high = FVE_FLOOR - 0.05, 1.05
+    measure = fig("measure", "Variance of |xᵢ| explained within each side of xᵢ", 210,
+                  x_range=x_features, y_range=Range1d(low, high))  # fmt: skip
+    columns = measure.rect("x", (low + high) / 2, width=0.95, height=high - low,
+                           source=per_feature, fill_alpha=0, line_alpha=0)  # fmt: skip
+    measure.xaxis.axis_label, measure.yaxis.axis_label = "feature", "variance explained"
+    threshold_line = Span(location=analysis.FVE_COMPUTED, dimension="width",
+                          line_color="#444444", line_dash="dashed", line_width=1)  # fmt: skip
+    measure.add_layout(threshold_line)
+    measure.scatter("x", "y", source=scores, marker="marker", size=7, fill_color="fill",
+                    line_color=plots.QUALITY_DARK, line_width=1.2)  # fmt: skip
+    measure.add_tools(HoverTool(renderers=[columns], tooltips=[
+        ("feature", "x@feature"), ("negative side", "@negative{0.000}"),
+        ("positive side", "@positive{0.000}"), ("presence", "@presence{0.000}"), ("", "@what"),
+    ]))  # fmt: skip
+    measure_status = Div(name="measure-status", sizing_mode="stretch_width",
+                         styles={"font-size": "12px"})  # fmt: skip
+
     poly_plot = fig("polysemanticity", "Polysemanticity: features read", 170,
                     x_range=x_ranks, y_range=y_poly)  # fmt: skip
     poly_plot.xaxis.axis_label = "neuron (same order)"
@@ -342,9 +423,11 @@ def document():
     ]))  # fmt: skip
 
     def select(name: str, title: str) -> Select:
-        width = {"experiment": 300, "seed": 165}.get(name, 130)  # "0 (lowest of 0–2)" whole
+        width = {"experiment": 300, "seed": 220}.get(name, 130)  # "0 (lowest of 0–2, reported)"
         return Select(name=name, title=title, options=[], width=width,
                       styles={"font-size": "13px"})  # fmt: skip
+
+    threshold = select("threshold", "Threshold")
 
     controls = {
         "experiment": select("experiment", "Experiment"),
@@ -359,14 +442,18 @@ def document():
         "edges": edges, "nodes": nodes, "neurons": neurons, "status": status, "key": key,
         "x_features": x_features, "y_ranks": y_ranks, "x_ranks": x_ranks, "y_sup": y_sup,
         "y_stack": y_stack, "y_poly": y_poly,
-        "value": value, **controls,
+        "value": value, "measure": scores, "measure_features": per_feature,
+        "measure_status": measure_status,
+        "threshold_line": threshold_line, "threshold": threshold, **controls,
     }  # fmt: skip
     neurons.selected.js_on_change("indices", CustomJS(args=models, code=_call("selected(args)")))
-    for name, widget in controls.items():
+    for name, widget in {**controls, "threshold": threshold}.items():
         widget.js_on_change("value", CustomJS(args=models, code=_call(f"changed(args, {name!r})")))
     layout = column(
         row(*controls.values(), sizing_mode="stretch_width", styles={"flex-wrap": "wrap"}),
-        status, matrix, sup_plot, key, stack, poly_plot, graph,
+        status, matrix, sup_plot,
+        row(threshold, measure_status, sizing_mode="stretch_width", styles={"flex-wrap": "wrap"}),
+        measure, key, stack, poly_plot, graph,
         sizing_mode="stretch_width", name="explorer",
     )  # fmt: skip
     doc = Document()
