@@ -86,8 +86,8 @@ def experiment_data(w: store.Weights) -> dict:
     fve = analysis.explained_variance(w.W1, w.W2, w.b, w.feature_probs)
     order = [analysis.neuron_order(R1[k], R2[k]) for k in range(E.n_instances)]
     best = {p: w.best(p) for p in E.feature_probs}
-    # the lowest-loss random start of a capacity cell is of seeds 0-2 (B, as D40, has more);
-    # the chapter reports it unless a constructed start's loss is lower (`reported_models`)
+    # the grid's lowest-loss random start of seeds 0-2 (B, as D40, has more), and the model
+    # the chapter reports, the lowest loss over every start of the cell (`reported_models`)
     from .findings.capacity import CONSTRUCTED_START
     from .findings.capacity import grid_best as lowest_of_grid
 
@@ -130,21 +130,18 @@ def experiment_data(w: store.Weights) -> dict:
 
 
 def reported_models(name: str) -> list[dict]:
-    """Per p, the model the capacity chapter reports for the grid cell of experiment `name`:
-    the lowest-loss of its random starts (seeds SEEDS) and of its constructed starts, the
-    first on a tie, as `findings.capacity.Cell.reported` picks it (its other measures are
-    not needed here, so this reads only the losses)."""
-    from .findings.capacity import CONSTRUCTED_START, RANDOM, grid_instances
+    """Per p, the model the capacity chapter reports for the grid cell of experiment `name`
+    (`findings.capacity.reported_of` over the cell's random and constructed starts; its
+    measures are not needed here, so this reads only the losses)."""
+    from .findings.capacity import candidates_at, reported_of
 
     w = store.load(name)
     c = store.load(experiments.constructed(w.experiment))
     found = []
     for p in w.experiment.feature_probs:
-        candidates = [(w, k, RANDOM) for k in grid_instances(w, p)]
-        candidates += [(c, k, CONSTRUCTED_START[c.seeds[k]]) for k in c.instances_at(p)]
-        src, k, start = min(candidates, key=lambda x: x[0].final_loss[x[1]])
-        found.append({"p": p, "experiment": src.experiment.name, "seed": src.seeds[k],
-                      "start": start, "loss": src.final_loss[k]})  # fmt: skip
+        best = reported_of(candidates_at(w, c, p))
+        found.append({"p": p, "experiment": best.experiment, "seed": best.seed,
+                      "start": best.start, "loss": best.loss})  # fmt: skip
     return found
 
 

@@ -80,7 +80,7 @@ class Cell:
     def reported(self) -> Candidate:
         """The lowest-loss model of the cell, over random and constructed starts (the first
         on a tie): the best model found, which the chapter reports."""
-        return min(self.candidates, key=lambda c: c.loss)
+        return reported_of(list(self.candidates))
 
     @property
     def random_best(self) -> Candidate:
@@ -282,6 +282,20 @@ def _candidates(w: store.Weights, ks: list[int], start) -> list[Candidate]:
                       loss=w.final_loss[k]) for k in ks]  # fmt: skip
 
 
+def candidates_at(w: store.Weights, c: store.Weights, p: float) -> list[Candidate]:
+    """A cell's models: every random start of `w` at p (in seed order), then the
+    constructed starts of `c` at p."""
+    randoms = sorted(w.instances_at(p), key=w.seeds.__getitem__)
+    return _candidates(w, randoms, lambda k: RANDOM) + _candidates(
+        c, c.instances_at(p), lambda k: CONSTRUCTED_START[c.seeds[k]]
+    )
+
+
+def reported_of(candidates: list[Candidate]) -> Candidate:
+    """The one rule for the model a cell reports: the lowest loss, the first on a tie."""
+    return min(candidates, key=lambda x: x.loss)
+
+
 def _cells(profile: str, m: int) -> list[Cell]:
     w = store.load(experiment_name(profile, m))
     c = store.load(constructed_name(profile, m))
@@ -289,11 +303,8 @@ def _cells(profile: str, m: int) -> list[Cell]:
     importance = torch.tensor(e.importance(), dtype=torch.float64)
     cells = []
     for p in e.feature_probs:
-        randoms = sorted(w.instances_at(p), key=w.seeds.__getitem__)  # every random start
-        candidates = _candidates(w, randoms, lambda k: RANDOM) + _candidates(
-            c, c.instances_at(p), lambda k: CONSTRUCTED_START[c.seeds[k]]
-        )
-        best = min(candidates, key=lambda x: x.loss)
+        candidates = candidates_at(w, c, p)
+        best = reported_of(candidates)
         src = w if best.experiment == w.experiment.name else c
         one = slice(best.instance, best.instance + 1)
         W1, W2, b = src.W1[one], src.W2[one], src.b[one]
