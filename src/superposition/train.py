@@ -449,7 +449,7 @@ class _Run:
         if (start is not None) != (experiment.start == "constructed"):
             raise ValueError(
                 f"{experiment.name}: a {experiment.start} start needs "
-                + ("no starting weights" if start is None else "starting weights")
+                + ("starting weights" if start is None else "no starting weights")
             )
         if start is not None:
             self.model = AbsModel(*(t.detach().float().clone().to(dev) for t in start))
