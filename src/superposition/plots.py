@@ -255,6 +255,16 @@ VALUE_CMAP = "YlOrBr"
 # How well an output computes its feature (variance explained, 0 to 1): a green scale.
 QUALITY_CMAP = "YlGn"
 QUALITY_DARK, QUALITY_LIGHT = "#006837", "#78c679"  # computed on both sides / on one side
+# The quality scale in steps, one at each threshold of analysis.FVE_THRESHOLDS, so that a
+# heat map shows which features pass 0.8, 0.9 and 0.95 (a smooth scale paints them alike).
+QUALITY_BOUNDS = (0.0, 0.25, 0.5, 0.8, 0.9, 0.95, 1.0)
+
+
+def quality_scale() -> tuple[Colormap, mpl.colors.BoundaryNorm]:
+    """QUALITY_CMAP in one colour per step of QUALITY_BOUNDS, and its norm (for imshow)."""
+    steps = len(QUALITY_BOUNDS) - 1
+    colours = mpl.colormaps[QUALITY_CMAP](np.linspace(0.0, 1.0, steps))
+    return mpl.colors.ListedColormap(colours), mpl.colors.BoundaryNorm(QUALITY_BOUNDS, steps)
 
 
 def value_norm(values, floor: float = 0.05) -> LogNorm:
