@@ -1,7 +1,7 @@
 """The facts of the chapter "How much can m neurons compute?" (experiments D, E and B).
 
 Per width m, importance profile and sparsity p (a *cell*): the models trained from random
-starts (SEEDS) and from constructed starts (experiments.constructed), and the one the chapter
+starts and from constructed starts (experiments.constructed), and the one the chapter
 reports, the lowest-loss of them all. For each: how many features it computes (the
 within-side measure of |x_i| at least a threshold on both sides, at each of
 analysis.FVE_THRESHOLDS), how many sides, the summed presence measure, and its loss over the
@@ -97,14 +97,6 @@ class Cell:
         is the best model found)."""
         return self.random_best.loss / self.reported.loss
 
-    @property
-    def instance(self) -> int:
-        return self.reported.instance
-
-    @property
-    def seed(self) -> int:
-        return self.reported.seed
-
     def best_at(self, threshold: float) -> int:
         """Features computed by the reported model at `threshold` (one of THRESHOLDS)."""
         return self.computed[THRESHOLDS.index(threshold)]
@@ -129,11 +121,6 @@ class Cell:
     @property
     def best_loss_ratio(self) -> float:
         return self.reported.loss / self.baseline
-
-    @property
-    def loss_ratio(self) -> tuple[float, ...]:
-        """Every random start's loss over the monosemantic solution's (SEEDS order)."""
-        return tuple(c.loss / self.baseline for c in self.random)
 
     @property
     def threshold_band(self) -> tuple[int, int]:
