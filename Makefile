@@ -6,8 +6,15 @@ VENV   := .venv
 PY     := $(VENV)/bin/python
 LOCKED := $(VENV)/.lock-installed
 PKG    := $(VENV)/.package-installed
-HOST   ?= 127.0.0.1
-PORT   ?= 8000
+# `make serve` listens on this machine only, unless asked on the command line
+# (`make serve HOST=0.0.0.0`): a HOST or PORT in the environment (many shells and containers
+# set HOST to the machine's name) never opens it to the network.
+ifneq ($(origin HOST),command line)
+HOST := 127.0.0.1
+endif
+ifneq ($(origin PORT),command line)
+PORT := 8000
+endif
 
 DEVICE ?= auto
 

@@ -9,6 +9,7 @@ from pathlib import Path
 import jupytext
 import pytest
 import yaml
+from bs4 import BeautifulSoup
 
 from superposition import experiments, findings
 
@@ -103,9 +104,20 @@ def _run_source_cell(monkeypatch, url):
 
 
 def test_the_source_link_is_shown_only_when_the_build_has_one(monkeypatch):
-    shown = _run_source_cell(monkeypatch, "https://github.com/someone/book")
-    assert (
-        shown.data == "Source: [https://github.com/someone/book](https://github.com/someone/book)"
-    )
+    shown = BeautifulSoup(_run_source_cell(monkeypatch, "https://github.com/o/b?x=1&y=2").data,
+                          "html.parser")  # fmt: skip
+    assert shown.get_text() == "Source: https://github.com/o/b?x=1&y=2"
+    assert [a["href"] for a in shown.select("a")] == ["https://github.com/o/b?x=1&y=2"]
     assert _run_source_cell(monkeypatch, None) is None
     assert _run_source_cell(monkeypatch, "") is None
+
+
+@pytest.mark.parametrize(
+    "url",
+    ['https://x.org/"><img src=x onerror=alert(1)>', "javascript:alert(1)", "<b>hi</b>",
+     "https://x.org/ onmouseover=alert(1)", "ftp://x.org/"],
+)  # fmt: skip
+def test_a_repository_address_that_is_not_http_fails_the_chapter(monkeypatch, url):
+    """Today's cell put the variable into the page as raw Markdown, so markup in it ran."""
+    with pytest.raises(ValueError, match="SUPERPOSITION_REPO_URL is not an http"):
+        _run_source_cell(monkeypatch, url)

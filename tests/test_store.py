@@ -1,6 +1,7 @@
 """The weight cache keeps SPEC's contract and refuses every file it cannot trust."""
 
 import dataclasses
+import hashlib
 import json
 import pickle
 import re
@@ -219,17 +220,18 @@ def test_fetch_downloads_validates_and_refuses_bad_files(saved, tmp_path, monkey
     site.mkdir()
     (site / path.name).write_bytes(path.read_bytes())
     monkeypatch.setattr(store, "get", lambda name: TINY)
+    digest = hashlib.sha256(path.read_bytes()).hexdigest()
     with site_check.serve(site) as url:
         local = tmp_path / "local"
-        assert store.fetch("tiny", url, local) == local / path.name
+        assert store.fetch("tiny", url, digest, local) == local / path.name
         assert store.load(TINY, local).tensor_sha256 == store.load(TINY, path.parent).tensor_sha256
         bad = tmp_path / "bad"
         (site / path.name).write_bytes(path.read_bytes()[:-7])
         with pytest.raises(store.WeightsCorrupt):
-            store.fetch("tiny", url, bad)
+            store.fetch("tiny", url, digest, bad)
         assert not (bad / path.name).exists()
         with pytest.raises(ValueError, match="http"):
-            store.fetch("tiny", "file:///etc/", tmp_path / "other")
+            store.fetch("tiny", "file:///etc/", digest, tmp_path / "other")
 
 
 # --- Bad files and folders: every one a WeightsError naming the rebuild command ---------
@@ -240,11 +242,12 @@ def test_fetch_downloads_validates_and_refuses_bad_files(saved, tmp_path, monkey
     [
         (dict(final_loss='["x", "x", "x", "x"]'), "final_loss holds a value that is not finite"),
         (dict(final_loss="[{}, {}, {}, {}]"), "final_loss holds a value that is not finite"),
-        (dict(final_loss="[0.1, NaN, 0.3, 0.4]"), "not finite"),
-        (dict(final_loss="[0.1, Infinity, 0.3, 0.4]"), "not finite"),
+        (dict(final_loss="[0.1, NaN, 0.3, 0.4]"), "malformed JSON"),  # JSON has no NaN
+        (dict(final_loss="[0.1, Infinity, 0.3, 0.4]"), "malformed JSON"),
+        (dict(final_loss="[0.1, 1e999, 0.3, 0.4]"), "malformed JSON"),
         (dict(final_loss="[0.1, true, 0.3, 0.4]"), "not finite"),
         (dict(experiment="sparsity-sweep"), "holds experiment 'sparsity-sweep', not tiny"),
-        (dict(versions='["torch"]'), "versions is not a map of strings"),
+        (dict(versions='["torch"]'), "versions does not name exactly python, torch"),
     ],
 )  # fmt: skip
 def test_malformed_metadata_is_a_weights_error(saved, change, message):
@@ -412,7 +415,7 @@ def test_a_slow_download_stops_at_the_deadline(tmp_path, monkeypatch):
     try:
         start = time.monotonic()
         with pytest.raises(store.WeightsMissing, match="took longer than 1 s"):
-            store.fetch("tiny", url, tmp_path, deadline_s=1.0)
+            store.fetch("tiny", url, "0" * 64, tmp_path, deadline_s=1.0)
         assert time.monotonic() - start < 5
     finally:
         server.shutdown()
@@ -431,7 +434,7 @@ def test_a_download_larger_than_the_shapes_allow_is_refused(tmp_path, monkeypatc
     server, url = _serve(body, declared=limit + 1 if declared else None)
     try:
         with pytest.raises(store.WeightsCorrupt, match=f"more than {limit}"):
-            store.fetch("tiny", url, tmp_path)
+            store.fetch("tiny", url, "0" * 64, tmp_path)
     finally:
         server.shutdown()
     assert list(tmp_path.iterdir()) == []
@@ -445,7 +448,7 @@ def test_an_invalid_download_leaves_the_old_file_alone(saved, tmp_path, monkeypa
     server, url = _serve(lambda: iter([(b"junk", 0)]))
     try:
         with pytest.raises(store.WeightsCorrupt):
-            store.fetch("tiny", url, path.parent)
+            store.fetch("tiny", url, "0" * 64, path.parent)
     finally:
         server.shutdown()
     assert path.read_bytes() == before

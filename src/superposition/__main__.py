@@ -14,13 +14,15 @@ arguments exit 2 with usage.
 from __future__ import annotations
 
 import argparse
+import os
 import resource
 import signal
 import sys
 from collections.abc import Sequence
-from contextlib import nullcontext
+from contextlib import ExitStack, nullcontext
 
 from . import experiments, store
+from .escape import terminal as _t  # file metadata and paths are shown, never obeyed
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -72,28 +74,33 @@ def _raise_if_stopped() -> None:
 
 
 def cmd_figures(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
-    from .cpu_slot import cpu_slot
+    from .compiling import compile_setting
+    from .cpu_slot import LockError, cpu_slot
     from .devices import pick_device  # torch start-up only when training
     from .train import train_together
 
     try:
         device = str(pick_device(args.device))
     except (ValueError, RuntimeError) as exc:  # torch's own parse errors are RuntimeErrors
-        parser.error(f"--device: {exc}")
+        parser.error(f"--device: {_t(exc)}")
+    try:
+        compile_setting()
+    except ValueError as exc:
+        parser.error(str(exc))
     names = list(dict.fromkeys(args.only or experiments.REGISTRY))  # each once, in order
     todo = []
     for name in names:
         experiment = experiments.get(name)
         state, detail = store.status(experiment)
         if state == "fresh" and not args.force:
-            print(f"{name}: fresh, skipped ({store.path_for(experiment)})")
+            print(f"{name}: fresh, skipped ({_t(store.path_for(experiment))})")
         else:
             todo.append((experiment, "forced" if state == "fresh" else f"{state}: {detail}"))
     try:  # every destination is checked before anything trains
         for experiment, _ in todo:
             store.prepare(experiment)
     except store.WeightsUnwritable as exc:
-        print(f"error: {exc}", file=sys.stderr)
+        print(f"error: {_t(exc)}", file=sys.stderr)
         return 1
     for run in _runs(todo):
         names = ", ".join(experiment.name for experiment, _ in run)
@@ -108,9 +115,16 @@ def cmd_figures(args: argparse.Namespace, parser: argparse.ArgumentParser) -> in
         try:
             starts = [_start(experiment) for experiment, _ in run]
         except store.WeightsError as exc:
-            print(f"error: a constructed start needs its parent's weights: {exc}", file=sys.stderr)
+            print(f"error: a constructed start needs its parent's weights: {_t(exc)}",
+                  file=sys.stderr)  # fmt: skip
             return 1
-        with cpu_slot(f"figures {only}") if device == "cpu" else nullcontext():
+        with ExitStack() as held:
+            try:
+                cpu = cpu_slot(f"figures {only}") if device == "cpu" else nullcontext()
+                held.enter_context(cpu)
+            except LockError as exc:
+                print(f"error: {_t(exc)}", file=sys.stderr)
+                return 1
             results = train_together(
                 [experiment for experiment, _ in run], device, not args.quiet, _raise_if_stopped,
                 starts,
@@ -121,7 +135,8 @@ def cmd_figures(args: argparse.Namespace, parser: argparse.ArgumentParser) -> in
         print(f"{names}: {steps} steps in {seconds:.1f} s ({steps / seconds:.0f} steps/s), "
               f"process peak RSS {_peak_rss_mib():.0f} MiB")  # fmt: skip
         for (experiment, _), result, code_hash in zip(run, results, code_hashes, strict=True):
-            print(f"{experiment.name}: saved {store.save(experiment, result, code_hash=code_hash)}")
+            saved = store.save(experiment, result, code_hash=code_hash)
+            print(f"{experiment.name}: saved {_t(saved)}")
     return 0
 
 
@@ -161,12 +176,13 @@ def cmd_list(args: argparse.Namespace) -> int:
             weights = store.load(experiment)
         except store.WeightsError as exc:
             state = type(exc).__name__.removeprefix("Weights").lower()
-            print(f"{experiment.label} {experiment.name}: {state} ({exc.problem})  {path}")
+            print(f"{experiment.label} {experiment.name}: {state} ({_t(exc.problem)})  {_t(path)}")
             continue
         print(
-            f"{experiment.label} {experiment.name}: fresh ({len(weights.seeds)} instances)  {path}"
+            f"{experiment.label} {experiment.name}: fresh ({len(weights.seeds)} instances)  "
+            f"{_t(path)}"
         )
-        print(f"    trained on {weights.device} ({weights.mode}, {weights.hardware})")
+        print(f"    trained on {_t(weights.device)} ({weights.mode}, {_t(weights.hardware)})")
         print("    final loss per setting over seeds:")
         print(f"    {_loss_summary(weights)}")
     return 0
@@ -180,9 +196,9 @@ def cmd_check(args: argparse.Namespace) -> int:
             print(f"ok       {experiment.name}")
         else:
             problems += 1
-            print(f"{state:8} {experiment.name}: {detail}")
+            print(f"{state:8} {experiment.name}: {_t(detail)}")
     for path in store.leftover_temporaries():
-        print(f"leftover {path} (an interrupted write of ours, no longer open; safe to delete)")
+        print(f"leftover {_t(path)} (an interrupted write of ours, no longer open; safe to delete)")
     if problems:
         print(f"{problems} problem(s); rebuild with `make figures`", file=sys.stderr)
     return 1 if problems else 0
@@ -205,9 +221,13 @@ def main(argv: Sequence[str] | None = None) -> int:
             code = cmd_list(args)
         else:
             code = cmd_check(args)
+        sys.stdout.flush()
     except KeyboardInterrupt:
         print("interrupted; the cached weights are unchanged", file=sys.stderr)
         return 130
+    except BrokenPipeError:  # the reader left (`list | head -1`): stop quietly, as `ls` does
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 128 + signal.SIGPIPE
     return 128 + _stopped_by[0] if _stopped_by else code
 
 

@@ -13,11 +13,25 @@ from collections.abc import Callable
 
 import torch
 
+COMPILE_ENV = "SUPERPOSITION_COMPILE"
+_OFF, _ON = ("0", "false", "no", "off"), ("", "1", "true", "yes", "on")
+
+
+def compile_setting() -> bool:
+    """$SUPERPOSITION_COMPILE: on unless it says 0, false, no or off (any case); a value that
+    is neither on nor off is a ValueError, not silently taken as on."""
+    raw = os.environ.get(COMPILE_ENV, "1")
+    value = raw.strip().lower()
+    if value not in _OFF + _ON:
+        shown = raw.encode("unicode_escape").decode("ascii")[:40]
+        raise ValueError(f"{COMPILE_ENV}={shown!r} is neither on (1) nor off (0)")
+    return value in _ON
+
 
 def compile_wanted(device: torch.device) -> bool:
     """torch.compile fuses the sampler and the masks into a few loops (CPU and CUDA);
     SUPERPOSITION_COMPILE=0 turns it off, and MPS always runs eagerly."""
-    return os.environ.get("SUPERPOSITION_COMPILE", "1") != "0" and device.type in ("cpu", "cuda")
+    return compile_setting() and device.type in ("cpu", "cuda")
 
 
 class CompiledOrEager:

@@ -26,6 +26,7 @@ import ast
 import errno
 import fcntl
 import hashlib
+import http.client
 import json
 import math
 import os
@@ -35,17 +36,21 @@ import shutil
 import signal
 import stat
 import tempfile
+import threading
 import time
+import urllib.error
+import urllib.request
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
+from urllib.parse import urljoin, urlsplit
 
 import safetensors
 import torch
 from safetensors.torch import load as st_load
 from torch import Tensor
 
-from . import __version__
+from . import __version__, escape
 from .experiments import Experiment, get
 from .paths import ENV_FOLDER as ENV_FOLDER  # re-exported: store.ENV_FOLDER
 from .paths import weights_folder
@@ -61,6 +66,15 @@ MODES = ("compiled", "eager")
 # The JSON header holds the config and per-instance lists: a few kB. Anything far larger is
 # not one of our files, and a file is never read past what its shapes allow.
 HEADER_MAX = 1 << 20
+# The header's JSON: a tensor's shape is three deep; and no count of ours has 20 digits.
+JSON_DEPTH = 8
+JSON_DIGITS = 20
+_TOKENS = re.compile(r'"(?:[^"\\]|\\.)*"|[\[\]{}"]', re.DOTALL)
+# What the provenance fields may hold: they reach the book's pages and terminals.
+_DEVICE = re.compile(r"(cpu|cuda|mps)(:[0-9]{1,3})?")
+_VERSION = re.compile(r"[0-9A-Za-z][0-9A-Za-z.+!_-]{0,63}")
+VERSION_KEYS = ("python", "torch", "safetensors", "superposition")
+HARDWARE_MAX = 200
 # A temporary file of ours: ".<experiment>.safetensors.<8 characters of mkstemp>.tmp".
 _TEMPORARY = re.compile(r"^\.(?P<name>[a-z0-9-]+)\.safetensors\.[a-z0-9_]{8}\.tmp$")
 
@@ -117,6 +131,10 @@ class Weights:
     content_hash: str
     tensor_sha256: str
     path: Path = field(compare=False)
+    # The file as read (once): its size, SHA-256 and metadata keys, for the weights chapter.
+    file_size: int = field(default=0, compare=False)
+    file_sha256: str = field(default="", compare=False)
+    metadata_keys: tuple[str, ...] = field(default=(), compare=False)
 
     def instances_at(self, p: float) -> list[int]:
         """Instance indices trained at feature probability p."""
@@ -382,6 +400,45 @@ def leftover_temporaries(where: Path | None = None) -> list[Path]:
     return found
 
 
+def bounded_json(text: bytes | str) -> object:
+    """JSON from a weight file, within limits that no file of ours comes near: nesting at
+    most JSON_DEPTH deep (Python's parser would recurse until RecursionError), integers of
+    at most JSON_DIGITS digits, every number finite. Anything else is a ValueError."""
+    if isinstance(text, bytes):
+        text = text.decode("utf-8", errors="strict")  # UnicodeDecodeError is a ValueError
+    depth = deepest = 0
+    for token in _TOKENS.finditer(text):  # strings are skipped whole: one pass, linear time
+        kind = token.group()
+        if kind == '"':
+            raise ValueError("a string that never ends")
+        if kind in "[{":
+            depth += 1
+            deepest = max(deepest, depth)
+        elif kind in "]}":
+            depth -= 1
+    if deepest > JSON_DEPTH:
+        raise ValueError(f"JSON nested {deepest} deep, more than {JSON_DEPTH}")
+    return json.loads(text, parse_int=_bounded_int, parse_float=_finite_float,
+                      parse_constant=_no_constant)  # fmt: skip
+
+
+def _bounded_int(digits: str) -> int:
+    if len(digits.lstrip("-")) > JSON_DIGITS:
+        raise ValueError(f"an integer of {len(digits)} digits")
+    return int(digits)
+
+
+def _finite_float(text: str) -> float:
+    value = float(text)
+    if not math.isfinite(value):
+        raise ValueError(f"a number out of range: {text[:20]}")
+    return value
+
+
+def _no_constant(name: str) -> float:
+    raise ValueError(f"{name} is not a number JSON allows")
+
+
 def read_metadata(data: bytes, path: Path) -> dict[str, str]:
     """The string metadata of a safetensors file's bytes, parsed from its JSON header."""
     name = path.stem
@@ -394,10 +451,10 @@ def read_metadata(data: bytes, path: Path) -> dict[str, str]:
     if len(raw) < size:
         raise WeightsCorrupt(path, "file is truncated inside its header", name)
     try:
-        header = json.loads(raw)
+        header = bounded_json(raw)
         meta = header.get("__metadata__") or {}
     except (ValueError, AttributeError):
-        raise WeightsCorrupt(path, "header is not valid JSON", name) from None
+        raise WeightsCorrupt(path, "header is not valid JSON within our limits", name) from None
     if not isinstance(meta, dict) or not all(isinstance(v, str) for v in meta.values()):
         raise WeightsCorrupt(path, "metadata is not a map of strings", name)
     return meta
@@ -464,8 +521,8 @@ def parse(data: bytes, experiment: Experiment, path: Path) -> Weights:
     if meta["content_hash"] != content_hash(experiment):
         raise WeightsStale(path, "the training code changed since it was trained", name)
     try:
-        lists = {k: json.loads(meta[k]) for k in _LIST_KEYS}
-        versions = json.loads(meta["versions"])
+        lists = {k: bounded_json(meta[k]) for k in _LIST_KEYS}
+        versions = bounded_json(meta["versions"])
     except ValueError:
         raise WeightsCorrupt(path, "metadata holds malformed JSON", name) from None
     for key, value in lists.items():
@@ -479,8 +536,7 @@ def parse(data: bytes, experiment: Experiment, path: Path) -> Weights:
         raise WeightsCorrupt(path, "metadata final_loss holds a value that is not finite", name)
     if meta["mode"] not in MODES:
         raise WeightsCorrupt(path, f"unknown training mode {meta['mode']!r}", name)
-    if not isinstance(versions, dict) or not all(isinstance(v, str) for v in versions.values()):
-        raise WeightsCorrupt(path, "metadata versions is not a map of strings", name)
+    _check_provenance(meta, versions, path, name)
     try:
         tensors = st_load(data)
     except Exception as exc:  # safetensors raises its own error types for bad bytes
@@ -488,6 +544,9 @@ def parse(data: bytes, experiment: Experiment, path: Path) -> Weights:
     _check_shapes(experiment, tensors, path)
     if tensor_sha256(tensors) != meta["tensor_sha256"]:
         raise WeightsCorrupt(path, "tensor bytes do not match their SHA-256", name)
+    for key in TENSORS:
+        if not torch.isfinite(tensors[key]).all():
+            raise WeightsCorrupt(path, f"{key} holds a value that is not finite", name)
     return Weights(
         experiment=experiment,
         W1=tensors["W1"],
@@ -503,7 +562,30 @@ def parse(data: bytes, experiment: Experiment, path: Path) -> Weights:
         content_hash=meta["content_hash"],
         tensor_sha256=meta["tensor_sha256"],
         path=path,
+        file_size=len(data),
+        file_sha256=hashlib.sha256(data).hexdigest(),
+        metadata_keys=tuple(sorted(meta)),
     )
+
+
+def _check_provenance(meta: dict[str, str], versions: object, path: Path, name: str) -> None:
+    """Where and with what a file was trained: shown in the book and by `list`, so each
+    field must have the shape of one we write (the hardware: printable, one short line)."""
+    if not _DEVICE.fullmatch(meta["device"]):
+        raise WeightsCorrupt(path, "metadata device is not cpu, cuda[:N] or mps", name)
+    hardware = meta["hardware"]
+    if not (0 < len(hardware) <= HARDWARE_MAX and hardware.isprintable()):
+        raise WeightsCorrupt(
+            path, f"metadata hardware is not one printable line of at most {HARDWARE_MAX} "
+            f"characters", name,
+        )  # fmt: skip
+    if not isinstance(versions, dict) or set(versions) != set(VERSION_KEYS):
+        raise WeightsCorrupt(
+            path, f"metadata versions does not name exactly {', '.join(VERSION_KEYS)}", name
+        )
+    for key, value in versions.items():
+        if not isinstance(value, str) or not _VERSION.fullmatch(value):
+            raise WeightsCorrupt(path, f"metadata versions.{key} is not a version number", name)
 
 
 def _check_shapes(experiment: Experiment, tensors: dict[str, Tensor], path: Path) -> None:
@@ -537,42 +619,136 @@ def status(experiment: Experiment, where: Path | None = None) -> tuple[str, str]
 def fetch(
     experiment: Experiment | str,
     base_url: str,
+    sha256: str,
     where: Path | None = None,
     deadline_s: float = 600.0,
 ) -> Path:
     """Download an experiment's weight file from `base_url` (e.g. the book's site, which
     publishes them under weights/) into the local folder, unless a valid copy is there.
 
-    The download stops at the most bytes the experiment's shapes allow and after
-    `deadline_s` seconds in all, and is validated like any file before it is written
-    (atomically): an unusable download raises a `WeightsError` and leaves the folder as it was.
+    `sha256` is the SHA-256 of the whole file as published, taken from somewhere other than
+    the file (the weights page lists it; the book's notebooks carry it): a file that does not
+    match it is refused, however well it validates. The download follows redirects only
+    within its own site (scheme, host and port), stops at the most bytes the experiment's
+    shapes allow and after `deadline_s` seconds in all, connecting and headers included, and
+    is validated like any file before it is written (atomically). Every failure is a
+    `WeightsError` that leaves the folder as it was.
     """
-    import urllib.request
-
     if isinstance(experiment, str):
         experiment = get(experiment)
     path, name = path_for(experiment, where), experiment.name
+    if not isinstance(sha256, str) or not re.fullmatch(r"[0-9a-fA-F]{64}", sha256):
+        raise ValueError("sha256 must be the 64 hex digits of the published file's SHA-256")
+    url = base_url.rstrip("/") + "/" + path.name
+    if urlsplit(url).scheme not in ("http", "https"):
+        raise ValueError(f"not an http(s) URL: {escape.terminal(url)}")
     if status(experiment, where)[0] == "fresh":
         return path
-    url = base_url.rstrip("/") + "/" + path.name
-    if not url.startswith(("http://", "https://")):
-        raise ValueError(f"not an http(s) URL: {url}")
-    limit, end = max_file_size(experiment), time.monotonic() + deadline_s
+    prepare(experiment, where)  # a folder that cannot take the file fails before the download
+    data = _download(url, max_file_size(experiment), deadline_s, path, name)
+    got = hashlib.sha256(data).hexdigest()
+    if got != sha256.lower():
+        raise WeightsCorrupt(
+            path, f"the download from {escape.terminal(url)} has SHA-256 {got}, not the "
+            f"{sha256.lower()} it was fetched for", name,
+        )  # fmt: skip
+    parse(data, experiment, path)
+    try:
+        _atomic_write(path, data)
+    except OSError as exc:
+        raise WeightsUnwritable(path, f"the download could not be written ({exc})", name) from None
+    return path
+
+
+def _origin(url: str) -> tuple[str, str, int | None]:
+    parts = urlsplit(url)
+    default = {"http": 80, "https": 443}.get(parts.scheme)
+    return parts.scheme, (parts.hostname or "").lower(), parts.port or default
+
+
+class _SameSiteRedirects(urllib.request.HTTPRedirectHandler):
+    """Follows a redirect only to the same scheme, host and port."""
+
+    def redirect_request(self, req, fp, code, msg, headers, newurl):
+        target = urljoin(req.full_url, newurl)
+        if _origin(target) != _origin(req.full_url):
+            raise _Refused(f"it redirects to {target}, another site")
+        return super().redirect_request(req, fp, code, msg, headers, target)
+
+
+class _Refused(Exception):
+    pass
+
+
+def _download(url: str, limit: int, deadline_s: float, path: Path, name: str) -> bytes:
+    """The body at `url`, at most `limit` bytes, within `deadline_s` seconds in all. The
+    request runs in a worker thread, so a server slow at any stage (connecting, headers,
+    body) cannot hold the caller past the deadline."""
+    end = time.monotonic() + deadline_s
+    outcome: dict[str, object] = {}
+
+    def work() -> None:
+        try:
+            outcome["data"] = _get(url, limit, end)
+        except BaseException as exc:  # noqa: BLE001 - handed to the caller below
+            outcome["error"] = exc
+
+    worker = threading.Thread(target=work, name=f"fetch {name}", daemon=True)
+    worker.start()
+    worker.join(max(0.0, deadline_s))
+    error = outcome.get("error")
+    if isinstance(error, urllib.error.URLError) and isinstance(error.reason, TimeoutError):
+        error = error.reason
+    shown = escape.terminal(url)
+    if worker.is_alive() or isinstance(error, _Late | TimeoutError):
+        late = f"the download from {shown} took longer than {deadline_s:g} s"
+        raise WeightsMissing(path, late, name)
+    if error is not None:
+        kind, problem = _problem(error)
+        raise kind(path, f"the download from {shown} {problem}", name)
+    return outcome["data"]
+
+
+def _problem(error: BaseException) -> tuple[type[WeightsError], str]:
+    """What went wrong in a download, as an error class and a clause (terminal-safe)."""
+    if isinstance(error, _TooLarge):
+        return WeightsCorrupt, f"sent {error}"
+    if isinstance(error, urllib.error.HTTPError):
+        return WeightsMissing, f"was answered HTTP {error.code} {escape.terminal(error.reason)}"
+    if isinstance(error, _Refused):
+        return WeightsMissing, f"was refused: {escape.terminal(error)}"
+    if isinstance(error, urllib.error.URLError):
+        return WeightsMissing, f"could not connect ({escape.terminal(error.reason)})"
+    if isinstance(error, OSError | http.client.HTTPException | ValueError):
+        return WeightsMissing, f"failed ({type(error).__name__}: {escape.terminal(error)})"
+    raise error
+
+
+class _TooLarge(Exception):
+    pass
+
+
+class _Late(Exception):
+    pass
+
+
+def _get(url: str, limit: int, end: float) -> bytes:
+    """The request itself (http and https only, redirects within the site)."""
+    opener = urllib.request.OpenerDirector()
+    for handler in (urllib.request.ProxyHandler(), urllib.request.HTTPHandler(),
+                    urllib.request.HTTPSHandler(), _SameSiteRedirects(),
+                    urllib.request.HTTPDefaultErrorHandler(),
+                    urllib.request.HTTPErrorProcessor()):  # fmt: skip
+        opener.add_handler(handler)
     chunks, size = [], 0
-    with urllib.request.urlopen(url, timeout=min(60.0, deadline_s)) as response:
-        declared = int(response.headers.get("Content-Length") or 0)
-        if declared > limit:
-            raise WeightsCorrupt(path, f"{url} is {declared} bytes, more than {limit}", name)
+    with opener.open(url, timeout=max(0.1, end - time.monotonic())) as response:
+        if response.length is not None and response.length > limit:
+            raise _TooLarge(f"{response.length} bytes, more than {limit}")
         while chunk := response.read1(1 << 20):  # returns as soon as any bytes arrive
             chunks.append(chunk)
             size += len(chunk)
             if size > limit:
-                raise WeightsCorrupt(path, f"{url} sends more than {limit} bytes", name)
+                raise _TooLarge(f"more than {limit} bytes")
             if time.monotonic() > end:
-                raise WeightsMissing(
-                    path, f"the download from {url} took longer than {deadline_s:g} s", name
-                )
-    data = b"".join(chunks)
-    parse(data, experiment, path)
-    _atomic_write(path, data)
-    return path
+                raise _Late
+    return b"".join(chunks)

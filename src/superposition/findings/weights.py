@@ -9,7 +9,6 @@ chapters): one record per cached weight file of the registry, read from the file
 from __future__ import annotations
 
 import functools
-import hashlib
 from dataclasses import dataclass
 
 from .. import experiments, store
@@ -48,10 +47,8 @@ class WeightsFindings:
 
 
 def _cached_file(name: str) -> CachedFile:
-    w = store.load(name)
+    w = store.load(name)  # the file read once: its hash and size are of the bytes validated
     e = w.experiment
-    data = w.path.read_bytes()
-    metadata = store.read_metadata(data, w.path)
     return CachedFile(
         label=e.label,
         name=e.name,
@@ -65,11 +62,11 @@ def _cached_file(name: str) -> CachedFile:
             (p, min(w.final_loss[k] for k in w.instances_at(p))) for p in e.feature_probs
         ),
         file_name=w.path.name,
-        size_bytes=len(data),
-        file_sha256=hashlib.sha256(data).hexdigest(),
+        size_bytes=w.file_size,
+        file_sha256=w.file_sha256,
         tensor_sha256=w.tensor_sha256,
         content_hash=w.content_hash,
-        metadata_keys=tuple(sorted(metadata)),
+        metadata_keys=w.metadata_keys,
         device=w.device,
         mode=w.mode,
         hardware=w.hardware,
