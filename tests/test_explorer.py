@@ -170,6 +170,20 @@ def test_the_page_is_the_same_on_every_build():
     assert "https://" not in first and "http://" not in first  # nothing from another host
 
 
+def test_the_page_says_it_is_loading_and_each_script_reports_its_failure():
+    """Until the explorer has drawn, the page says it is loading, in HTML of its own (Bokeh may
+    be what fails), and every script it loads reports a failure to load by its name; its
+    notice and the script that keeps it come before them (tests/test_explorer_faults.py breaks
+    each script in a browser)."""
+    html = explorer.page_html()
+    assert "Loading the explorer…" in html
+    tags = re.findall(r"<script src=[^>]*>", html)
+    assert len(tags) == 2 + len(explorer.BOKEH_FILES)
+    assert all('onerror="SuperpositionExplorerStart.missing(this)"' in tag for tag in tags)
+    notice = html.index('class="superposition-explorer-notice"')
+    assert notice < html.index("window.SuperpositionExplorerStart = ") < html.index(tags[0])
+
+
 def test_links_name_the_model_and_the_capacity_grid_names_real_experiments():
     assert explorer.link("sparsity-sweep", 0.03, 4) == (
         "explore.html?experiment=sparsity-sweep&p=0.03&seed=4"

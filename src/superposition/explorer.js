@@ -5,6 +5,10 @@
 // control changes. Reading the address: ?experiment=NAME&p=P&seed=S (see explorer.link),
 // &grid=capacity for B shown as the capacity grid's D40, and &threshold=T for the measure
 // view's threshold (one of analysis.FVE_THRESHOLDS; without it, analysis.FVE_COMPUTED).
+// It never fails silently: a data script that is missing, does not run or holds data that
+// cannot be a model (checked before anything is drawn) leaves the views empty and says why in
+// the status line; an address asking for what the explorer lacks draws what it falls back to
+// and says so; text from the address, a data script or an error is shown as text, not HTML.
 (function () {
   "use strict";
   const base = document.currentScript.src.replace(/[^/]*$/, "");
@@ -15,8 +19,26 @@
   const MENUS = ["experiment", "profile", "width", "p", "seed", "threshold"];
   const KIND = ["monosemantic", "polysemantic", "dead"]; // explorer.py's "kind" codes
   const GAP = 0.04; // edges stop this far from the nodes (the layers are 1 apart)
-  const X = { data: {}, cfg: null, updating: false, state: null, shown: {} };
+  const X = { data: {}, cfg: null, updating: false, state: null, shown: {}, registered: {},
+    failures: {} };
   window.SuperpositionExplorer = X;
+  const file = (name) => base + encodeURIComponent(name) + ".js"; // an experiment's data script
+
+  // Text from the address, a data script or an error message, made safe to write into the
+  // status lines (Bokeh Divs, whose text is HTML).
+  const esc = (text) => String(text).replace(/[&<>"']/g, (c) => `&#${c.charCodeAt(0)};`);
+
+  // The page's notice (explorer.py's START): told once a model is drawn or the status line
+  // says why not, so that it hides its "Loading the explorer…".
+  const started = () => {
+    if (window.SuperpositionExplorerStart) window.SuperpositionExplorerStart.started();
+  };
+
+  // A data script that throws as it runs (cut short, say): its error, for the status line.
+  window.addEventListener("error", (event) => {
+    const src = event.filename;
+    if (src && src.startsWith(base)) X.failures[src] = event.message;
+  });
 
   X.settings = (cfg) => {
     X.cfg = cfg;
@@ -24,7 +46,14 @@
       kindFill: KIND_FILL, computedColor: COMPUTED } = cfg.constants);
     prefetch();
   };
-  X.register = (d) => { X.data[d.name] = d; };
+  // A data script registers its experiment's data; what a script registers under another
+  // experiment's name is noted (for the status line), not kept.
+  X.register = (d) => {
+    const src = document.currentScript ? document.currentScript.src : null;
+    const name = d && typeof d.name === "string" ? d.name : null;
+    if (src) X.registered[src] = name;
+    if (name !== null && (!src || src === file(name))) X.data[name] = d;
+  };
 
   const loading = {};
   function load(name) {
@@ -38,10 +67,17 @@
     return new Promise((resolve, reject) => {
       if (X.data[name]) return resolve(X.data[name]);
       const tag = document.createElement("script");
-      tag.src = base + encodeURIComponent(name) + ".js";
-      tag.onload = () => (X.data[name] ? resolve(X.data[name])
-        : reject(new Error(tag.src + " registered no data")));
-      tag.onerror = () => reject(new Error("could not load " + tag.src));
+      const plain = `its data file ${name}.js`;
+      tag.src = file(name);
+      tag.onload = () => {
+        if (X.data[name]) return resolve(X.data[name]);
+        const error = X.failures[tag.src], other = X.registered[tag.src];
+        reject(new Error(error !== undefined ? `${plain} is damaged: it did not run (${error})`
+          : other !== undefined ? `${plain} holds another experiment's data (${other})`
+            : `${plain} is damaged: it holds no model`));
+      };
+      tag.onerror = () => reject(new Error(`${plain} could not be loaded (it is missing from ` +
+        "the site, or the connection failed)"));
       document.head.appendChild(tag);
     });
   }
@@ -53,19 +89,101 @@
     return new Type(bytes.buffer);
   }
 
+  // An Error saying, in words, what is wrong with the data script of experiment `name`.
+  const damaged = (name, what) => new Error(`its data file ${name}.js is damaged: ${what}`);
+
+  // The arrays of `d` (checked by `check`), decoded, each as long as the shapes it declares
+  // need: [key, field in the data, type, values per model].
   function arrays(d) {
     if (!d.arrays) {
-      d.arrays = {
-        W1: decode(d.W1, Int16Array), W2: decode(d.W2, Int16Array),
-        scale: decode(d.scale, Float32Array), b: decode(d.b, Float32Array),
-        order: decode(d.order, Int16Array), eff: decode(d.eff, Float32Array),
-        kind: decode(d.kind, Uint8Array), sup: decode(d.sup, Float32Array),
-        negative: decode(d.fve_negative, Float32Array),
-        positive: decode(d.fve_positive, Float32Array),
-        presence: decode(d.fve_presence, Float32Array),
-      };
+      const I = d.instances.length, m = d.m, n = d.n;
+      const fields = [["W1", "W1", Int16Array, m * n], ["W2", "W2", Int16Array, n * m],
+        ["scale", "scale", Float32Array, m], ["b", "b", Float32Array, n],
+        ["order", "order", Int16Array, m], ["eff", "eff", Float32Array, m],
+        ["kind", "kind", Uint8Array, m], ["sup", "sup", Float32Array, n],
+        ["negative", "fve_negative", Float32Array, n],
+        ["positive", "fve_positive", Float32Array, n],
+        ["presence", "fve_presence", Float32Array, n]];
+      const A = {};
+      for (const [key, field, Type, each] of fields) {
+        let values;
+        try {
+          values = decode(d[field], Type);
+        } catch (error) {
+          throw damaged(d.name, `its ${field} cannot be read as numbers (${error.message})`);
+        }
+        if (values.length !== I * each) {
+          throw damaged(d.name, `its ${field} holds ${values.length} numbers, not the ` +
+            `${I * each} its ${I} models need`);
+        }
+        A[key] = values;
+      }
+      d.arrays = A;
     }
     return d.arrays;
+  }
+
+  // Throws (in words) if experiment `name`'s data `d` cannot be drawn: another experiment's
+  // (its shapes, sparsities or seeds are not those settings.js gives `name`), a list of models
+  // or a field that is not what the drawing reads, arrays of the wrong length.
+  function check(name, d) {
+    const bad = (what) => { throw damaged(name, what); };
+    const e = meta(name), finite = Number.isFinite;
+    if (!d || typeof d !== "object" || !e) bad("it holds no model");
+    const same = (a, b) => JSON.stringify(a) === JSON.stringify(b);
+    const differ = ["name", "n", "m", "probs", "seeds"].filter((key) => !same(d[key], e[key]));
+    if (differ.length) {
+      throw new Error(`its data file ${name}.js holds another experiment's data (its ` +
+        `${differ.join(", ")} ${differ.length > 1 ? "are" : "is"} not ${e.label}'s)`);
+    }
+    const I = Array.isArray(d.instances) ? d.instances.length : 0;
+    if (!I || !d.instances.every((i) => i && d.probs.some((p) => sameP(p, i.p)) &&
+        d.seeds.includes(i.seed) && finite(i.loss))) {
+      bad("its list of models is empty or names a p, a seed or a loss it cannot have");
+    }
+    if (!Array.isArray(d.w2_step) || d.w2_step.length !== I ||
+        !d.w2_step.every((s) => finite(s) && s > 0)) {
+      bad(`its w2_step is not ${I} positive numbers, one per model`);
+    }
+    if (!Array.isArray(d.colors) || d.colors.length !== d.n ||
+        !d.colors.every((c) => /^#[0-9a-f]{6}$/i.test(c))) {
+      bad(`its colors are not ${d.n} colours, one per feature`);
+    }
+    if (typeof d.label !== "string" || typeof d.title !== "string" || !finite(d.decay)) {
+      bad("its label, title or importance decay is missing");
+    }
+    if (d.reported !== undefined && !(Array.isArray(d.reported) && d.reported.every((r) =>
+      r && typeof r.experiment === "string" && finite(r.p) && Number.isInteger(r.seed) &&
+        typeof r.start === "string" && finite(r.loss)))) {
+      bad("its list of the models the capacity chapter reports is not one");
+    }
+    if (d.starts !== undefined && !(d.starts && typeof d.starts === "object" &&
+        d.seeds.every((s) => typeof d.starts[s] === "string"))) {
+      bad("its list of the starts of its seeds is not one");
+    }
+    arrays(d);
+  }
+
+  // Throws (in words) if model k of `d` (checked) cannot be drawn: values that are not
+  // numbers, a neuron order that is not one, a neuron kind that is none of the three.
+  function checkModel(d, k) {
+    const A = arrays(d), n = d.n, m = d.m;
+    const slice = (values, each) => Array.from(values.subarray(k * each, (k + 1) * each));
+    for (const [key, field, each] of [["scale", "scale", m], ["b", "b", n], ["eff", "eff", m],
+      ["sup", "sup", n], ["negative", "fve_negative", n], ["positive", "fve_positive", n],
+      ["presence", "fve_presence", n]]) {
+      if (!slice(A[key], each).every(Number.isFinite)) {
+        throw damaged(d.name, `its ${field} of this model holds values that are not numbers ` +
+          "(NaN or infinite)");
+      }
+    }
+    const order = slice(A.order, m);
+    if (new Set(order).size !== m || !order.every((j) => j >= 0 && j < m)) {
+      throw damaged(d.name, `its order of this model is not an order of its ${m} neurons`);
+    }
+    if (!slice(A.kind, m).every((c) => c < KIND.length)) {
+      throw damaged(d.name, "its kind of this model names a kind of neuron there is not");
+    }
   }
 
   const family = () => X.cfg.capacity;
@@ -79,28 +197,54 @@
   // The seed a model is drawn at when no seed carries over: the lowest-loss one at p, or in
   // the capacity grid the lowest-loss of the grid's seeds (the capacity chapter's model; B,
   // the grid's D40, has more seeds).
-  const bestSeed = (d, p, grid) => d.instances
-    .find((i) => (grid ? i.grid_best : i.best) && sameP(i.p, p)).seed;
+  // (Null if `d` has no model at p: `draw` says so.)
+  const bestSeed = (d, p, grid) => {
+    const at = d.instances.filter((i) => sameP(i.p, p));
+    return (at.find((i) => (grid ? i.grid_best : i.best)) ?? at[0] ?? { seed: null }).seed;
+  };
   // Whether the model is shown as a cell of the capacity grid: a capacity experiment, or B
   // reached through the grid's menus or a grid address.
   const inGrid = (args, st) => Boolean(inFamily(st.name)) &&
     (!X.cfg.standalone.includes(st.name) || args.experiment.value === "capacity" || st.grid);
 
-  // The model the address asks for, or the default one (the sparsity chapter's).
+  // The model the address asks for, or the default one (the sparsity chapter's). `notes`:
+  // what the address asked for that the explorer does not have, and what it shows instead
+  // (as text: `describe` escapes them).
   function fromAddress() {
     const q = new URLSearchParams(window.location.search);
     const [name0, p0] = X.cfg.default;
+    const notes = [];
+    const asked = (key) => {
+      const value = q.get(key);
+      return `${key} “${value.length > 80 ? value.slice(0, 80) + "…" : value}”`;
+    };
     const name = meta(q.get("experiment")) ? q.get("experiment") : name0;
     const e = meta(name);
-    const asked = parseFloat(q.get("p"));
-    const p = e.probs.find((v) => sameP(v, asked)) ?? (name === name0 ? p0 : e.probs[0]);
+    const own = name === q.get("experiment"); // p and seed are asked of this experiment
+    if (q.has("experiment") && !own) {
+      notes.push(`${asked("experiment")}, which it does not have: showing ${e.label} instead`);
+    }
+    const found = e.probs.find((v) => sameP(v, parseFloat(q.get("p"))));
+    const p = found ?? (name === name0 ? p0 : e.probs[0]);
+    if (q.has("p") && own && found === undefined) {
+      notes.push(`${asked("p")}, at which ${e.label} was not trained: showing p = ${p} instead`);
+    }
     const seed = e.seeds.includes(parseInt(q.get("seed"), 10)) ? parseInt(q.get("seed"), 10) : null;
+    if (q.has("seed") && own && seed === null) {
+      notes.push(`${asked("seed")}, which ${e.label} does not have: showing the seed the book ` +
+        "draws instead");
+    }
     const F = X.cfg.fve;
-    const threshold = F.thresholds.find((t) => sameP(t, parseFloat(q.get("threshold"))))
-      ?? F.computed;
-    return { name, p, seed, threshold, grid: q.get("grid") === "capacity" };
+    const chosen = F.thresholds.find((t) => sameP(t, parseFloat(q.get("threshold"))));
+    const threshold = chosen ?? F.computed;
+    if (q.has("threshold") && chosen === undefined) {
+      notes.push(`${asked("threshold")}, not one of ${F.thresholds.join(", ")}: showing ` +
+        `${threshold} instead`);
+    }
+    return { name, p, seed, threshold, grid: q.get("grid") === "capacity", notes };
   }
 
+  // `d`: the model's data, or (where they cannot be drawn) its entry in the catalogue.
   function setControls(args, st, d) {
     X.updating = true;
     try {
@@ -125,8 +269,9 @@
       args.p.value = String(st.p);
       // the lowest-loss seed; for B in the grid also the lowest-loss of the grid's seeds;
       // a constructed experiment's seeds by their starts; the capacity chapter's model
-      const best = d.starts ? null : bestSeed(d, st.p, false);
-      const gridBest = cap && own.includes(st.name) ? bestSeed(d, st.p, true) : null;
+      const best = d.starts || !d.instances ? null : bestSeed(d, st.p, false);
+      const gridBest = cap && own.includes(st.name) && d.instances ? bestSeed(d, st.p, true)
+        : null;
       const r = reported(args, d, st.p);
       const chosen = r && r.experiment === d.name ? r.seed : null;
       args.seed.options = d.seeds.map((s) => {
@@ -135,7 +280,7 @@
           .filter(Boolean);
         return [String(s), marks.length ? `${s} (${marks.join(", ")})` : String(s)];
       });
-      args.seed.value = String(st.seed);
+      args.seed.value = String(st.seed ?? d.seeds[0]);
       args.threshold.options = X.cfg.fve.thresholds.map(String);
       args.threshold.value = String(st.threshold);
     } finally {
@@ -149,6 +294,8 @@
   function draw(args, d, st) {
     const A = arrays(d), n = d.n, m = d.m;
     const k = d.instances.findIndex((i) => sameP(i.p, st.p) && i.seed === st.seed);
+    if (k < 0) throw damaged(d.name, `it has no model at p = ${st.p}, seed ${st.seed}`);
+    checkModel(d, k); // before anything is drawn
     const inst = d.instances[k];
     const order = Array.from(A.order.subarray(k * m, (k + 1) * m));
     const scale = (j) => A.scale[k * m + j];
@@ -273,6 +420,33 @@
     const root = document.documentElement.dataset;
     root.explorerModel = `${d.name}|${inst.p}|${inst.seed}`;
     root.explorerDrawnMs = String(Math.round(performance.now()));
+    delete root.explorerError;
+  }
+
+  // A model that cannot be shown: the views emptied (nothing drawn of it, nothing left of the
+  // model before), and why in the status line; the menus, filled from the catalogue if this
+  // was the first model, still offer every other.
+  function fail(args, st, error) {
+    const e = meta(st.name);
+    for (const source of [args.cells, args.segments, args.edges, args.nodes, args.superposition,
+      args.polysemanticity, args.neurons, args.measure, args.measure_features]) {
+      source.selected.indices = [];
+      source.data = Object.fromEntries(Object.keys(source.data).map((column) => [column, []]));
+    }
+    args.key.text = args.measure_status.text = "";
+    if (!args.experiment.options.length && e) {
+      try {
+        setControls(args, st, e);
+      } catch (_) { /* the status line below says what matters */ }
+    }
+    const which = [e ? esc(e.label) : null, `p = ${esc(st.p)}`,
+      st.seed === null || st.seed === undefined ? null : `seed ${esc(st.seed)}`].filter(Boolean);
+    args.status.text = `<b>The explorer could not show this model</b> (${which.join(" · ")}): ` +
+      `${esc(error.message)}. Reload the page to try again, or pick another model.`;
+    X.state = { ...st, notes: [], failed: true };
+    const root = document.documentElement.dataset;
+    delete root.explorerModel;
+    root.explorerError = error.message;
   }
 
   // The model the capacity chapter reports for the cell of the model at p (the lowest loss of
@@ -293,7 +467,7 @@
     const r = reported(args, d, inst.p);
     let note = ""; // which chapter draws this model; in a capacity cell, its place there
     if (d.starts) {
-      note = ` (a ${d.starts[inst.seed]} start)`;
+      note = ` (a ${esc(d.starts[inst.seed])} start)`;
     } else if (inst.best && !(r && inst.grid_best)) {
       note = ` (the lowest-loss seed at this p, the one the ${asD ? "sparsity chapter" : "book"}` +
         " draws)";
@@ -310,12 +484,16 @@
         q.set("grid", "capacity"); // B as D40
       }
       const which = r.start === "random" ? `seed ${r.seed}` : `${r.start} start`;
-      note += ` · the capacity chapter reports this cell's <a href="?${q}">${which}</a> ` +
+      note += " · the capacity chapter reports this cell's " +
+        `<a href="?${esc(q)}">${esc(which)}</a> ` +
         `(loss ${r.loss.toPrecision(4)}), the lowest-loss of its random and constructed starts`;
     }
     if (asD) note += ` · the capacity grid's D${m} is this experiment at seeds ${seedRange()}`;
-    args.status.text = `<b>${d.label}</b>: ${d.title} · p = ${inst.p} · seed ${inst.seed}` +
-      note +
+    // what the address asked for that the explorer lacks, and what it shows instead
+    const asked = st.notes && st.notes.length ? `<span style="color:#b00020"><b>The address ` +
+      `asked for</b> ${st.notes.map(esc).join("; ")}.</span><br>` : "";
+    args.status.text = asked + `<b>${esc(d.label)}</b>: ${esc(d.title)} · p = ${inst.p} · ` +
+      `seed ${inst.seed}` + note +
       ` · loss ${inst.loss.toPrecision(4)} · of ${m} neurons: ${counts[1]} polysemantic, ` +
       `${counts[0]} monosemantic, ${counts[2]} dead. Hover for exact weights; tap a neuron ` +
       `(a matrix row, a stack column, a bar or a middle node) to mark it in every view.`;
@@ -378,19 +556,22 @@
   let ticket = 0;
   function show(args, st, address) {
     const mine = ++ticket;
-    if (!X.data[st.name]) args.status.text = `Loading <b>${meta(st.name).label}</b>…`;
+    if (!X.data[st.name]) args.status.text = `Loading <b>${esc(meta(st.name).label)}</b>…`;
     return load(st.name).then((d) => {
       if (mine !== ticket) return;
       if (X.state) st.threshold = X.state.threshold; // chosen while this model loaded
+      check(st.name, d);
       if (st.seed === null || !d.seeds.includes(st.seed)) {
         st.seed = bestSeed(d, st.p, inGrid(args, st));
       }
       setControls(args, st, d);
       draw(args, d, st);
       if (address) remember(args, st);
+      started();
     }).catch((error) => {
       if (mine !== ticket) return;
-      args.status.text = `<b>The explorer could not load this model</b>: ${error.message}`;
+      fail(args, st, error);
+      started();
       throw error;
     });
   }
@@ -404,7 +585,19 @@
     args.edges.selected.indices = mine;
   };
 
-  X.start = (args) => show(args, fromAddress(), false);
+  X.start = (args) => {
+    if (!X.cfg) { // settings.js did not run: the page's notice names it
+      if (window.SuperpositionExplorerStart) {
+        window.SuperpositionExplorerStart.failed("settings.js", "did not give the explorer its " +
+          "settings");
+      }
+      args.status.text = "<b>The explorer could not start</b>: its settings (settings.js) did " +
+        "not arrive. Reload the page to try again.";
+      document.documentElement.dataset.explorerError = "settings.js did not run";
+      return null;
+    }
+    return show(args, fromAddress(), false);
+  };
 
   // Ask for the address's model now, while the page and Bokeh are still loading: start()
   // finds it registered (or its script on the way; `load` waits for whichever ends first).
@@ -417,6 +610,8 @@
     X.shown[which] = args[which].value;
     if (which === "threshold") { // the same model: only the measure view changes
       X.state.threshold = parseFloat(args.threshold.value);
+      X.state.notes = []; // the reader has chosen: the address's notice is done with
+      if (X.state.failed) return; // nothing drawn to measure
       const d = X.data[X.state.name];
       drawMeasure(args, d, X.state.k, X.state.threshold);
       describe(args, d, X.state); // its link to the cell's reported model names the threshold

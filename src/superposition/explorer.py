@@ -459,9 +459,65 @@ def document():
     return layout
 
 
+START_WAIT_S = 30  # seconds the page waits for the explorer to draw before it says so
+
+# What the page says until the explorer has drawn, and what it says if it cannot start: a
+# notice of its own, outside Bokeh (which may be what failed). Each of the page's scripts
+# reports a failure to load (its `onerror`) or to run (an error thrown from it) by its name.
+NOTICE = (
+    "<noscript><p>The explorer needs JavaScript, which is off in this browser.</p></noscript>"
+    '<div class="superposition-explorer-notice" data-state="loading" role="status" '
+    'style="margin:0.5em 0;padding:0.5em 0.75em;border:1px solid #bbbbbb;font-size:14px">'
+    "Loading the explorer…</div>"
+)
+START = """<script>
+(function () {
+  "use strict";
+  var notice = document.querySelector(".superposition-explorer-notice");
+  var files = {}, failures = [], settled = false;
+  __SCRIPTS__.forEach(function (name) {
+    files[new URL(__BASE__ + name, document.baseURI).href] = name;
+  });
+  function say(state, text) {
+    notice.dataset.state = state;
+    notice.hidden = false;
+    notice.textContent = text;
+    if (state === "failed") notice.style.borderColor = notice.style.color = "#b00020";
+  }
+  function failed(file, why) {
+    if (failures.some(function (f) { return f.indexOf(file + " ") === 0; })) return;
+    failures.push(file + " " + why);
+    say("failed", "The explorer could not start: its file " + failures.join("; its file ") +
+      ". Reload the page to try again; if this persists, the site's copy is broken.");
+  }
+  window.SuperpositionExplorerStart = {
+    // a script tag's onerror: the file did not arrive
+    missing: function (tag) {
+      failed(files[tag.src] || tag.getAttribute("src"),
+        "could not be loaded (it is missing from the site, or the connection failed)");
+    },
+    failed: failed,
+    // explorer.js has drawn a model, or has put why not in its status line
+    started: function () { settled = true; if (!failures.length) notice.hidden = true; },
+  };
+  window.addEventListener("error", function (event) {
+    var file = files[event.filename];
+    if (file && !settled) failed(file, "failed to run (" + event.message + ")");
+  });
+  window.setTimeout(function () {
+    if (!settled && !failures.length) {
+      say("slow", "The explorer has not started after " + __WAIT__ + " seconds: one of its " +
+        "files may still be on its way, or may have failed. Reload the page to try again.");
+    }
+  }, __WAIT__ * 1000);
+})();
+</script>"""
+
+
 def page_html() -> str:
     """What the explorer chapter shows: BokehJS, the explorer's scripts and the document,
-    all from the site itself (relative to the chapter, in book/)."""
+    all from the site itself (relative to the chapter, in book/), under a notice that says
+    the explorer is loading until it has drawn, and which file failed if one does."""
     import bokeh
     from bokeh.embed import components
 
@@ -471,8 +527,18 @@ def page_html() -> str:
     scripts = ["explorer.js", "settings.js"]
     scripts += [f"{name}-{bokeh.__version__}.min.js" for name in BOKEH_FILES]
     script, div = components(document())
-    tags = "".join(f'<script src="{base}{name}"></script>' for name in scripts)
-    return _fixed_ids(f'{tags}<div class="superposition-explorer">{div}</div>{script}')
+    start = (
+        START.replace("__WAIT__", str(START_WAIT_S))
+        .replace("__BASE__", json.dumps(base))
+        .replace("__SCRIPTS__", json.dumps(scripts))
+    )
+    tags = "".join(
+        f'<script src="{base}{name}" onerror="SuperpositionExplorerStart.missing(this)"></script>'
+        for name in scripts
+    )
+    return _fixed_ids(
+        f'{NOTICE}{start}{tags}<div class="superposition-explorer">{div}</div>{script}'
+    )
 
 
 def _fixed_ids(html: str) -> str:
