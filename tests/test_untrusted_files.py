@@ -3,6 +3,7 @@
 failed on the code before this file existed (the reproduction it holds is in its docstring).
 """
 
+import contextlib
 import hashlib
 import http.server
 import json
@@ -224,7 +225,7 @@ def test_a_redirect_to_another_site_or_scheme_is_refused(site, saved, tmp_path, 
         assert other.asked == []
     finally:
         other.close()
-    assert list((tmp_path / "local").iterdir()) == []  # prepare made the folder; nothing in it
+    assert not (tmp_path / "local").exists()  # a failed download creates nothing
 
 
 def test_a_server_that_sends_its_headers_slowly_is_stopped_at_the_deadline(monkeypatch, tmp_path):
@@ -292,3 +293,105 @@ def test_fetch_needs_the_published_sha256(site, saved, tmp_path):
         with pytest.raises(ValueError, match="64 hex digits"):
             store.fetch("tiny", site.url + "/w/", bad, tmp_path)
     assert site.asked == []
+
+
+# --- The second probe's findings (each failed before its fix) ---------------------------
+
+
+def test_a_safetensors_error_quoting_the_file_is_shown_escaped(saved, tmp_path):
+    """A dtype of "\x1b[2J\u202eEVIL" made safetensors quote it raw in the error, which
+    `figures` and `store.load` printed as is."""
+    data = saved.read_bytes()
+    size = int.from_bytes(data[:8], "little")
+    header = json.loads(data[8 : 8 + size])
+    header["W1"]["dtype"] = "\x1b[2J\u202eEVIL"
+    text = json.dumps(header, ensure_ascii=False).encode()
+    text += b" " * (-len(text) % 8)
+    saved.write_bytes(len(text).to_bytes(8, "little") + text + data[8 + size :])
+    with pytest.raises(store.WeightsCorrupt) as caught:
+        store.load(TINY, saved.parent)
+    assert "\x1b" not in str(caught.value) and "\u202e" not in str(caught.value)
+    assert "\\x1b[2J\\u202eEVIL" in caught.value.problem
+
+
+@pytest.mark.parametrize(
+    "base",
+    [
+        "ht\ttp://127.0.0.1:1/x",
+        "h\nttp://127.0.0.1:1/",
+        "\x00http://127.0.0.1:1/",
+        "http://127.0.0.1:1/a b",
+    ],
+)
+def test_a_base_address_with_control_characters_is_refused_up_front(tmp_path, monkeypatch, base):
+    """urlsplit drops tabs and newlines, so the scheme check passed and urllib, with no
+    handler for the address, returned None: a raw TypeError."""
+    monkeypatch.setattr(store, "get", lambda name: TINY)
+    with pytest.raises(ValueError, match="base_url is not an http"):
+        store.fetch("tiny", base, "0" * 64, tmp_path / "local")
+    assert not (tmp_path / "local").exists()
+
+
+@pytest.mark.parametrize("deadline", [float("inf"), 1e12, float("nan"), -1, 0, "5"])
+def test_a_deadline_that_is_not_a_sensible_number_is_refused(tmp_path, monkeypatch, deadline):
+    """inf raised OverflowError after the worker started; nan and -1 'took longer than'."""
+    monkeypatch.setattr(store, "get", lambda name: TINY)
+    with pytest.raises(ValueError, match="deadline_s must be"):
+        store.fetch("tiny", "http://127.0.0.1:1/", "0" * 64, tmp_path, deadline_s=deadline)
+
+
+def test_at_the_deadline_the_download_itself_stops(monkeypatch, tmp_path):
+    """The deadline held, but the worker thread and its socket lived on for hours."""
+    monkeypatch.setattr(store, "get", lambda name: TINY)
+    listener = socket.socket()
+    listener.bind(("127.0.0.1", 0))
+    listener.listen()
+    stop = threading.Event()
+
+    def dribble():
+        conn, _ = listener.accept()
+        with conn:
+            for byte in b"HTTP/1.1 200 OK\r\nX-Slow: " + b"a" * 1000:
+                if stop.wait(0.2):
+                    return
+                with contextlib.suppress(OSError):
+                    conn.sendall(bytes([byte]))
+
+    threading.Thread(target=dribble, daemon=True).start()
+    try:
+        with pytest.raises(store.WeightsMissing, match="took longer than 1 s"):
+            store.fetch("tiny", f"http://127.0.0.1:{listener.getsockname()[1]}/", "0" * 64,
+                        tmp_path, deadline_s=1.0)  # fmt: skip
+        end = time.monotonic() + 5
+        while any(t.name == "fetch tiny" for t in threading.enumerate()):
+            assert time.monotonic() < end, "the download's thread is still running"
+            time.sleep(0.05)
+    finally:
+        stop.set()
+        listener.close()
+
+
+def test_a_hard_link_at_the_lock_is_not_written_through(tmp_path, monkeypatch):
+    from superposition import cpu_slot
+
+    monkeypatch.delenv(cpu_slot.LOCK_ENV, raising=False)
+    monkeypatch.setattr(cpu_slot, "LOCK_FOLDER", tmp_path)
+    victim = tmp_path / "victim"
+    victim.write_text("precious")
+    os.link(victim, cpu_slot.lock_path())
+    with pytest.raises(cpu_slot.LockError, match="not a file of this user's"):
+        cpu_slot.cpu_slot("probe").__enter__()
+    assert victim.read_text() == "precious"
+
+
+@pytest.mark.parametrize("redirect", ["> /dev/full", ">&-"])
+def test_output_that_cannot_be_written_is_one_clear_line(tmp_path, redirect):
+    """`list > /dev/full` and `list >&-` ended in OSError and AttributeError tracebacks."""
+    done = subprocess.run(f"{sys.executable} -m superposition list {redirect}", shell=True,
+                          capture_output=True, text=True, timeout=120,
+                          env={**os.environ, store.ENV_FOLDER: str(tmp_path)})  # fmt: skip
+    assert "Traceback" not in done.stderr and "Exception ignored" not in done.stderr
+    if redirect == "> /dev/full":
+        assert done.returncode == 1 and "output could not be written" in done.stderr
+    else:
+        assert done.returncode == 0 and done.stderr == ""

@@ -14,6 +14,7 @@ arguments exit 2 with usage.
 from __future__ import annotations
 
 import argparse
+import errno
 import os
 import resource
 import signal
@@ -221,13 +222,20 @@ def main(argv: Sequence[str] | None = None) -> int:
             code = cmd_list(args)
         else:
             code = cmd_check(args)
-        sys.stdout.flush()
+        if sys.stdout is not None:  # None when started with stdout closed (`list >&-`)
+            sys.stdout.flush()
     except KeyboardInterrupt:
         print("interrupted; the cached weights are unchanged", file=sys.stderr)
         return 130
     except BrokenPipeError:  # the reader left (`list | head -1`): stop quietly, as `ls` does
         os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
         return 128 + signal.SIGPIPE
+    except OSError as exc:
+        if sys.stdout is None or exc.errno not in (errno.ENOSPC, errno.EIO, errno.EDQUOT):
+            raise
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())  # nothing more to lose
+        print(f"error: the output could not be written ({exc.strerror})", file=sys.stderr)
+        return 1
     return 128 + _stopped_by[0] if _stopped_by else code
 
 

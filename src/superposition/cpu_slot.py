@@ -50,7 +50,8 @@ def _open_lock(path: Path) -> int:
                             "another file.") from None  # fmt: skip
         raise LockError(f"cannot open the CPU lock {path} ({exc.strerror})") from None
     info = os.fstat(fd)
-    if not stat.S_ISREG(info.st_mode) or info.st_uid != os.getuid():
+    # A second name (a hard link) would let the lock's writes land in another file.
+    if not stat.S_ISREG(info.st_mode) or info.st_uid != os.getuid() or info.st_nlink != 1:
         os.close(fd)
         raise LockError(f"the CPU lock {path} is not a file of this user's: it was not "
                         f"written. Remove it, or set {LOCK_ENV} to another file.")  # fmt: skip

@@ -23,6 +23,7 @@ Writes go to a temporary file that replaces the old one atomically.
 from __future__ import annotations
 
 import ast
+import contextlib
 import errno
 import fcntl
 import hashlib
@@ -34,12 +35,14 @@ import platform
 import re
 import shutil
 import signal
+import socket
 import stat
 import tempfile
 import threading
 import time
 import urllib.error
 import urllib.request
+from collections.abc import Callable
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -75,6 +78,7 @@ _DEVICE = re.compile(r"(cpu|cuda|mps)(:[0-9]{1,3})?")
 _VERSION = re.compile(r"[0-9A-Za-z][0-9A-Za-z.+!_-]{0,63}")
 VERSION_KEYS = ("python", "torch", "safetensors", "superposition")
 HARDWARE_MAX = 200
+DEADLINE_MAX_S = 86_400.0  # a download's deadline: a day at most (time.monotonic() + it)
 # A temporary file of ours: ".<experiment>.safetensors.<8 characters of mkstemp>.tmp".
 _TEMPORARY = re.compile(r"^\.(?P<name>[a-z0-9-]+)\.safetensors\.[a-z0-9_]{8}\.tmp$")
 
@@ -83,8 +87,10 @@ class WeightsError(Exception):
     """A weight file that cannot be used; the message says how to rebuild it."""
 
     def __init__(self, path: Path, problem: str, name: str) -> None:
-        self.path, self.problem, self.name = path, problem, name
-        super().__init__(f"{path}: {problem}. {self.hint()}")
+        # The problem may quote the file, a server or safetensors quoting either: shown, never
+        # obeyed (escape.terminal leaves text that is already escaped as it is).
+        self.path, self.problem, self.name = path, escape.terminal(problem), name
+        super().__init__(f"{escape.terminal(path)}: {self.problem}. {self.hint()}")
 
     def hint(self) -> str:
         return (
@@ -624,7 +630,9 @@ def fetch(
     deadline_s: float = 600.0,
 ) -> Path:
     """Download an experiment's weight file from `base_url` (e.g. the book's site, which
-    publishes them under weights/) into the local folder, unless a valid copy is there.
+    publishes them under weights/) into the local folder, unless a valid file is there: the
+    folder is the caller's own, so a file in it that validates (one trained here, say) is
+    kept whatever its SHA-256, and `sha256` pins only what is downloaded.
 
     `sha256` is the SHA-256 of the whole file as published, taken from somewhere other than
     the file (the weights page lists it; the book's notebooks carry it): a file that does not
@@ -639,12 +647,14 @@ def fetch(
     path, name = path_for(experiment, where), experiment.name
     if not isinstance(sha256, str) or not re.fullmatch(r"[0-9a-fA-F]{64}", sha256):
         raise ValueError("sha256 must be the 64 hex digits of the published file's SHA-256")
-    url = base_url.rstrip("/") + "/" + path.name
-    if urlsplit(url).scheme not in ("http", "https"):
-        raise ValueError(f"not an http(s) URL: {escape.terminal(url)}")
+    if not isinstance(base_url, str):
+        raise ValueError(f"base_url must be a string, not {type(base_url).__name__}")
+    url = escape.web_address(base_url.rstrip("/") + "/" + path.name, "base_url")
+    if not isinstance(deadline_s, int | float) or not 0 < deadline_s <= DEADLINE_MAX_S:
+        raise ValueError(f"deadline_s must be a number of seconds in (0, {DEADLINE_MAX_S}]")
     if status(experiment, where)[0] == "fresh":
         return path
-    prepare(experiment, where)  # a folder that cannot take the file fails before the download
+    _can_hold(path, name)  # a folder that cannot take the file fails before the download
     data = _download(url, max_file_size(experiment), deadline_s, path, name)
     got = hashlib.sha256(data).hexdigest()
     if got != sha256.lower():
@@ -653,11 +663,23 @@ def fetch(
             f"{sha256.lower()} it was fetched for", name,
         )  # fmt: skip
     parse(data, experiment, path)
+    prepare(experiment, where)
     try:
         _atomic_write(path, data)
     except OSError as exc:
         raise WeightsUnwritable(path, f"the download could not be written ({exc})", name) from None
     return path
+
+
+def _can_hold(path: Path, name: str) -> None:
+    """Before a download, changing nothing: the folder, or the nearest folder above it that
+    exists, is a folder this process may write in (`prepare` does the rest afterwards)."""
+    folder = path.parent
+    while not folder.exists() and folder != folder.parent:
+        folder = folder.parent
+    if not folder.is_dir() or not os.access(folder, os.W_OK | os.X_OK):
+        raise WeightsUnwritable(path, f"the weights folder cannot take a new file ({folder} is "
+                                "not a folder this process may write in)", name)  # fmt: skip
 
 
 def _origin(url: str) -> tuple[str, str, int | None]:
@@ -683,19 +705,25 @@ class _Refused(Exception):
 def _download(url: str, limit: int, deadline_s: float, path: Path, name: str) -> bytes:
     """The body at `url`, at most `limit` bytes, within `deadline_s` seconds in all. The
     request runs in a worker thread, so a server slow at any stage (connecting, headers,
-    body) cannot hold the caller past the deadline."""
+    body) cannot hold the caller past the deadline; at the deadline its connection is shut,
+    so the worker ends too."""
     end = time.monotonic() + deadline_s
     outcome: dict[str, object] = {}
+    connections: list[http.client.HTTPConnection] = []
 
     def work() -> None:
         try:
-            outcome["data"] = _get(url, limit, end)
+            outcome["data"] = _get(url, limit, end, connections)
         except BaseException as exc:  # noqa: BLE001 - handed to the caller below
             outcome["error"] = exc
 
     worker = threading.Thread(target=work, name=f"fetch {name}", daemon=True)
     worker.start()
-    worker.join(max(0.0, deadline_s))
+    worker.join(deadline_s)
+    for connection in list(connections) if worker.is_alive() else []:
+        if connection.sock is not None:
+            with contextlib.suppress(OSError):
+                connection.sock.shutdown(socket.SHUT_RDWR)
     error = outcome.get("error")
     if isinstance(error, urllib.error.URLError) and isinstance(error.reason, TimeoutError):
         error = error.reason
@@ -732,16 +760,35 @@ class _Late(Exception):
     pass
 
 
-def _get(url: str, limit: int, end: float) -> bytes:
+class _Tracked(urllib.request.HTTPHandler, urllib.request.HTTPSHandler):
+    """http and https, each connection also put in `connections` (so it can be shut)."""
+
+    def __init__(self, connections: list) -> None:
+        urllib.request.HTTPHandler.__init__(self)
+        urllib.request.HTTPSHandler.__init__(self)
+        self.connections = connections
+
+    def do_open(self, http_class: Callable, req, **kwargs):  # urllib's http(s)_open call it
+        def connection(*args, **kw):
+            made = http_class(*args, **kw)
+            self.connections.append(made)
+            return made
+
+        return super().do_open(connection, req, **kwargs)
+
+
+def _get(url: str, limit: int, end: float, connections: list) -> bytes:
     """The request itself (http and https only, redirects within the site)."""
     opener = urllib.request.OpenerDirector()
-    for handler in (urllib.request.ProxyHandler(), urllib.request.HTTPHandler(),
-                    urllib.request.HTTPSHandler(), _SameSiteRedirects(),
+    for handler in (urllib.request.ProxyHandler(), _Tracked(connections), _SameSiteRedirects(),
                     urllib.request.HTTPDefaultErrorHandler(),
                     urllib.request.HTTPErrorProcessor()):  # fmt: skip
         opener.add_handler(handler)
     chunks, size = [], 0
-    with opener.open(url, timeout=max(0.1, end - time.monotonic())) as response:
+    response = opener.open(url, timeout=max(0.1, end - time.monotonic()))
+    if response is None:  # no handler for the address (urllib returns None): not http(s)
+        raise _Refused("it is not an http(s) address")
+    with response:
         if response.length is not None and response.length > limit:
             raise _TooLarge(f"{response.length} bytes, more than {limit}")
         while chunk := response.read1(1 << 20):  # returns as soon as any bytes arrive
