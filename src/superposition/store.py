@@ -720,7 +720,8 @@ def _download(url: str, limit: int, deadline_s: float, path: Path, name: str) ->
     worker = threading.Thread(target=work, name=f"fetch {name}", daemon=True)
     worker.start()
     worker.join(deadline_s)
-    for connection in list(connections) if worker.is_alive() else []:
+    late = worker.is_alive()  # decided before the shutdown below, which ends the worker with
+    for connection in list(connections) if late else []:  # an error of its own (BadStatusLine)
         if connection.sock is not None:
             with contextlib.suppress(OSError):
                 connection.sock.shutdown(socket.SHUT_RDWR)
@@ -728,7 +729,7 @@ def _download(url: str, limit: int, deadline_s: float, path: Path, name: str) ->
     if isinstance(error, urllib.error.URLError) and isinstance(error.reason, TimeoutError):
         error = error.reason
     shown = escape.terminal(url)
-    if worker.is_alive() or isinstance(error, _Late | TimeoutError):
+    if late or isinstance(error, _Late | TimeoutError):
         late = f"the download from {shown} took longer than {deadline_s:g} s"
         raise WeightsMissing(path, late, name)
     if error is not None:
