@@ -25,6 +25,7 @@ import numpy as np
 import pytest
 import site_check
 from playwright.sync_api import Browser, ConsoleMessage, Page
+from test_explorer_browser import choose
 
 from superposition import explorer
 
@@ -119,19 +120,6 @@ def visit(browser: Browser) -> Iterator:
         yield open_
 
 
-def pick(page: Page, control: str, starts: str) -> None:
-    """Pick, in the control labelled `control`, the option whose text starts with `starts`, once
-    it is there (as test_explorer_browser.choose)."""
-    select = page.get_by_label(control)
-    page.wait_for_function(
-        "([e, s]) => [...e.options].some((o) => o.textContent.startsWith(s))",
-        arg=[select.element_handle(), starts],
-        timeout=15_000,
-    )
-    texts = select.evaluate("(e) => [...e.options].map((o) => o.textContent)")
-    select.select_option(label=next(t for t in texts if t.startswith(starts)))
-
-
 def test_the_explorer_as_the_source_writes_it_starts_cleanly(fresh: Path, visit) -> None:
     """The control for the tests below: unbroken, the page draws its first model with no
     console error, hides its "Loading the explorer…" and adds no notice to the status line."""
@@ -220,12 +208,12 @@ def test_a_damaged_model_does_not_replace_a_drawn_one_silently(site: Path, visit
     write(site, "sparsity-sweep", call, record)
     v = visit(site, "?experiment=sparsity-sweep&p=0.03&seed=3")
     v.page.wait_for_function(MODEL, timeout=15_000)
-    pick(v.page, "Seed", "5")
+    choose(v.page, "Seed", "5")
     v.page.wait_for_function(ERROR, timeout=15_000)
     shown = v.page.evaluate(STATUS_SHOWN)
     assert v.page.evaluate(MODEL) is None and v.page.evaluate(CELLS) == 0
     assert "could not show this model" in shown and "scale" in shown, shown
-    pick(v.page, "Seed", "3")  # an undamaged seed draws again
+    choose(v.page, "Seed", "3")  # an undamaged seed draws again
     v.page.wait_for_function(f"{MODEL} === 'sparsity-sweep|0.03|3'", timeout=15_000)
     assert "could not show" not in v.page.evaluate(STATUS_SHOWN)
 
@@ -241,7 +229,7 @@ def test_text_from_a_data_script_or_its_error_is_shown_as_text(site: Path, visit
     v = visit(site, "?experiment=no-superposition")
     v.page.wait_for_function(MODEL, timeout=15_000)
     assert MARKUP in v.page.evaluate(STATUS_SHOWN)
-    pick(v.page, "Experiment", "C:")
+    choose(v.page, "Experiment", "C:")
     v.page.wait_for_function(ERROR, timeout=15_000)
     shown = v.page.evaluate(STATUS_SHOWN)
     assert "asymmetric-motif.js" in shown and MARKUP in shown, shown

@@ -228,9 +228,10 @@ def test_a_redirect_to_another_site_or_scheme_is_refused(site, saved, tmp_path, 
     assert not (tmp_path / "local").exists()  # a failed download creates nothing
 
 
-def test_a_server_that_sends_its_headers_slowly_is_stopped_at_the_deadline(monkeypatch, tmp_path):
-    """Before: the deadline was checked only between body chunks; 5 s held for 40 s."""
-    monkeypatch.setattr(store, "get", lambda name: TINY)
+@contextlib.contextmanager
+def _dribbling_server():
+    """A server on 127.0.0.1 that sends its status line and headers a byte every 0.2 s;
+    yields its address."""
     listener = socket.socket()
     listener.bind(("127.0.0.1", 0))
     listener.listen()
@@ -246,15 +247,21 @@ def test_a_server_that_sends_its_headers_slowly_is_stopped_at_the_deadline(monke
                     conn.sendall(bytes([byte]))
 
     threading.Thread(target=dribble, daemon=True).start()
-    url = f"http://127.0.0.1:{listener.getsockname()[1]}/"
-    start = time.monotonic()
     try:
-        with pytest.raises(store.WeightsMissing, match="took longer than 1 s"):
-            store.fetch("tiny", url, "0" * 64, tmp_path, deadline_s=1.0)
-        assert time.monotonic() - start < 3
+        yield f"http://127.0.0.1:{listener.getsockname()[1]}/"
     finally:
         stop.set()
         listener.close()
+
+
+def test_a_server_that_sends_its_headers_slowly_is_stopped_at_the_deadline(monkeypatch, tmp_path):
+    """Before: the deadline was checked only between body chunks; 5 s held for 40 s."""
+    monkeypatch.setattr(store, "get", lambda name: TINY)
+    start = time.monotonic()
+    late = pytest.raises(store.WeightsMissing, match="took longer than 1 s")
+    with _dribbling_server() as url, late:
+        store.fetch("tiny", url, "0" * 64, tmp_path, deadline_s=1.0)
+    assert time.monotonic() - start < 3
 
 
 @pytest.mark.parametrize("status,message", [(404, "answered HTTP 404"), (500, "answered HTTP 500")])
@@ -344,32 +351,13 @@ def test_a_deadline_that_is_not_a_sensible_number_is_refused(tmp_path, monkeypat
 def test_at_the_deadline_the_download_itself_stops(monkeypatch, tmp_path):
     """The deadline held, but the worker thread and its socket lived on for hours."""
     monkeypatch.setattr(store, "get", lambda name: TINY)
-    listener = socket.socket()
-    listener.bind(("127.0.0.1", 0))
-    listener.listen()
-    stop = threading.Event()
-
-    def dribble():
-        conn, _ = listener.accept()
-        with conn:
-            for byte in b"HTTP/1.1 200 OK\r\nX-Slow: " + b"a" * 1000:
-                if stop.wait(0.2):
-                    return
-                with contextlib.suppress(OSError):
-                    conn.sendall(bytes([byte]))
-
-    threading.Thread(target=dribble, daemon=True).start()
-    try:
+    with _dribbling_server() as url:
         with pytest.raises(store.WeightsMissing, match="took longer than 1 s"):
-            store.fetch("tiny", f"http://127.0.0.1:{listener.getsockname()[1]}/", "0" * 64,
-                        tmp_path, deadline_s=1.0)  # fmt: skip
+            store.fetch("tiny", url, "0" * 64, tmp_path, deadline_s=1.0)
         end = time.monotonic() + 5
         while any(t.name == "fetch tiny" for t in threading.enumerate()):
             assert time.monotonic() < end, "the download's thread is still running"
             time.sleep(0.05)
-    finally:
-        stop.set()
-        listener.close()
 
 
 def test_a_download_late_at_the_deadline_is_reported_late_however_its_worker_ends(
