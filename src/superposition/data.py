@@ -138,3 +138,18 @@ def counter_sample(
     """The training sampler: batch number `step` of each instance's stream (`keys`)."""
     shape = (feature_probs.shape[0], batch_size, n_features)
     return sparse_from_bits(counter_bits(keys, step, shape), feature_probs)
+
+
+def mixing_matrix(n_features: int, sigma: float, seed: int) -> Tensor | None:
+    """The label-mixing matrix M of an experiment ([n, n], float32), or None when sigma = 0.
+
+    Symmetric, zero on the diagonal, every other entry normal with standard deviation sigma,
+    drawn from `seed` alone: the shape of the overlaps W_E W_E^T - I of a random embedding,
+    which is where mixed labels come from in the residual-stream toy model that Bhagat et
+    al. audited. The target becomes |x| + M x (`model.targets`).
+    """
+    if sigma == 0:
+        return None
+    g = torch.Generator("cpu").manual_seed(seed)
+    upper = torch.randn(n_features, n_features, generator=g, dtype=torch.float64).triu(1)
+    return ((upper + upper.T) * sigma).float()

@@ -14,7 +14,11 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 import json
+import math
 from dataclasses import asdict, dataclass, fields
+
+
+READOUTS = ("relu", "linear")
 
 
 @dataclass(frozen=True)
@@ -49,6 +53,13 @@ class Experiment:
     # lowest-loss model of `parent` at the next denser p; init_scale sizes a perturbation).
     start: str = "random"
     parent: str = ""  # the experiment a constructed start refines ("" for a random start)
+    # The output layer: "relu" (SPEC: y' = ReLU(W2 h + b)) or "linear" (y' = W2 h + b).
+    readout: str = "relu"
+    # Label mixing: the target is |x| + M x, with M a fixed random symmetric matrix, zero on
+    # its diagonal, entries of standard deviation `mixing` drawn from `mixing_seed`
+    # (data.mixing_matrix); 0 means the paper's target |x|.
+    mixing: float = 0.0
+    mixing_seed: int = 0
 
     def __post_init__(self) -> None:
         if self.n_features < 1 or self.n_hidden < 1:
@@ -71,6 +82,10 @@ class Experiment:
             raise ValueError(f"{self.name}: unknown start {self.start!r}")
         if (self.start == "constructed") != bool(self.parent):
             raise ValueError(f"{self.name}: a constructed start needs a parent, and only it")
+        if self.readout not in READOUTS:
+            raise ValueError(f"{self.name}: unknown readout {self.readout!r}")
+        if not (math.isfinite(self.mixing) and self.mixing >= 0):
+            raise ValueError(f"{self.name}: mixing must be a finite standard deviation >= 0")
         if self.start == "constructed" and self.seeds != CONSTRUCTED_SEEDS:
             raise ValueError(f"{self.name}: constructed starts have seeds {CONSTRUCTED_SEEDS}")
 
@@ -93,6 +108,11 @@ class Experiment:
         `train.train_together` draws each batch once for all of them."""
         n, batch, data_seed = self.n_features, self.batch_size, self.data_seed
         return (n, batch, data_seed, self.feature_probs, self.seeds, self.steps)
+
+    def model_kind(self) -> tuple:
+        """What fixes the function a step computes beyond the weights: the readout and the
+        labels. Experiments train in one run only when this and `batch_stream` agree."""
+        return (self.readout, self.mixing, self.mixing_seed)
 
     def importance(self) -> list[float]:
         """I_i for i = 0 .. n-1 (feature 0 is the most important)."""
@@ -278,17 +298,76 @@ def constructed(parent: Experiment) -> Experiment:
         data_seed=parent.data_seed + 1,
         start="constructed",
         parent=parent.name,
+        readout=parent.readout,
+        mixing=parent.mixing,
+        mixing_seed=parent.mixing_seed,
         **FINE_TUNE,
     )
 
 
-CONSTRUCTED = tuple(constructed(e) for e in (SPARSITY_SWEEP, *CAPACITY))
+# How the count scales with width (the scaling chapter): equal importance at n = 400, where
+# features cannot run short (the summed presence measure of m = 20 at n = 100 was already
+# 86 of 100 features' worth), widths spanning 8x, the two sparsest p of B, three seeds, the
+# book's recipe, and constructed starts. The grid is what trains, with the readout
+# experiments below, in B's time: a row that holds a feature costs about n m, and at
+# n = 400 a third of the rows at p = 0.001 and 70 % at p = 0.003 hold one, so widths 4-32
+# would have cost twice as much, nearly all of that budget on their own.
+SCALING_N = 400
+SCALING_WIDTHS = (2, 4, 8, 16)
+SCALING = tuple(
+    Experiment(
+        name=f"scaling-m{m}",
+        label=f"S{m}",
+        title=f"Scaling: n = {SCALING_N}, m = {m}, equal importance",
+        n_features=SCALING_N,
+        n_hidden=m,
+        feature_probs=SPARSITY_SWEEP.feature_probs[-2:],
+        importance_decay=1.0,
+        seeds=(0, 1, 2),
+        **RECIPE,
+    )
+    for m in SCALING_WIDTHS
+)
+
+# Where the advantage over the monosemantic solution comes from (the scaling chapter): E10
+# again, the same seeds and batches, with (b) a linear readout and (c) labels mixed as in
+# Bhagat et al.'s audit of compressed computation, y = |x| + M x with sigma = 0.02. Variant
+# (a) is E10 itself, and so is (d), mixing with sigma = 0: M = 0 leaves the target |x|.
+# The variants train at E10's three sparsest p, where its advantage is (E10 itself gives
+# the denser p): a cell costs in proportion to its rows that hold a feature, so E10's four
+# denser p, whose rows all do, would have cost three times as much again.
+READOUT_PARENT = next(e for e in CAPACITY if e.label == "E10")
+READOUT_PROBS = READOUT_PARENT.feature_probs[-3:]
+MIXING_SIGMA = 0.02
+READOUT_VARIANTS = (
+    dataclasses.replace(
+        READOUT_PARENT,
+        feature_probs=READOUT_PROBS,
+        name="readout-linear-m10-equal",
+        label="E10lin",
+        title="E10 with a linear readout (n = 100, m = 10, equal importance)",
+        readout="linear",
+    ),
+    dataclasses.replace(
+        READOUT_PARENT,
+        feature_probs=READOUT_PROBS,
+        name="readout-mixing-m10-equal",
+        label="E10mix",
+        title=f"E10 with mixed labels |x| + Mx, sigma = {MIXING_SIGMA:g} (n = 100, m = 10)",
+        mixing=MIXING_SIGMA,
+        mixing_seed=1,
+    ),
+)
+
+CONSTRUCTED = tuple(
+    constructed(e) for e in (SPARSITY_SWEEP, *CAPACITY, *SCALING, *READOUT_VARIANTS)
+)
 
 REGISTRY: dict[str, Experiment] = {
     e.name: e
     for e in (
         NO_SUPERPOSITION, SPARSITY_SWEEP, ASYMMETRIC_MOTIF, MOTIF_HOLDOUT, PLAIN_RECIPE_SWEEP,
-        *CAPACITY,        *CONSTRUCTED,
+        *CAPACITY,        *SCALING,         *READOUT_VARIANTS, *CONSTRUCTED,
     )
 }  # fmt: skip
 

@@ -28,12 +28,13 @@ from torch import Tensor
 from tqdm import tqdm
 
 from .compiling import CompiledOrEager, compile_wanted
-from .data import counter_sample, stream_keys
+from .data import counter_sample, mixing_matrix, stream_keys
 from .devices import pick_device
 from .experiments import Experiment
 from .model import (
     DEAD_FRACTION,
     AbsModel,
+    Head,
     compact_loss_and_grads,
     neuron_effect,
     nonempty_rows,
@@ -121,10 +122,12 @@ def evaluate(model: AbsModel, experiment: Experiment, probs: Tensor) -> tuple[li
     importance = torch.tensor(experiment.importance(), device=dev)
     keys = _keys(experiment, experiment.eval_seed, dev)
     n = experiment.n_features
+    readout, mixing = head(experiment, dev) or ("relu", None)
 
     def chunk_loss(W1: Tensor, W2: Tensor, b: Tensor, rows: int, chunk: Tensor) -> Tensor:
         x = counter_sample(rows, probs, n, keys, chunk)  # [instances, rows, n]
-        return weighted_loss(outputs(W1, W2, b, x), x, importance)  # [instances]
+        y = outputs(W1, W2, b, x, readout)
+        return weighted_loss(y, x, importance, mixing)  # [instances]
 
     chunk_loss = CompiledOrEager(chunk_loss, wanted=compile_wanted(dev))
     weights = (model.W1.detach(), model.W2.detach(), model.b.detach())
@@ -136,6 +139,15 @@ def evaluate(model: AbsModel, experiment: Experiment, probs: Tensor) -> tuple[li
         total += loss.double() * rows
         done, chunk = done + rows, chunk + 1
     return (total / size).cpu().tolist(), chunk_loss.compiled
+
+
+def head(experiment: Experiment, device: torch.device) -> Head:
+    """The `model.Head` of `experiment` on `device`: None for SPEC's model, else its readout
+    and its mixing matrix (None without mixing)."""
+    if experiment.readout == "relu" and experiment.mixing == 0:
+        return None
+    M = mixing_matrix(experiment.n_features, experiment.mixing, experiment.mixing_seed)
+    return experiment.readout, None if M is None else M.to(device)
 
 
 def _keys(experiment: Experiment, base_seed: int, device: torch.device) -> Tensor:
@@ -213,6 +225,7 @@ class Step:
         self.probs = torch.tensor(experiment.instance_probs, dtype=torch.float32, device=device)
         self.keys = _keys(experiment, experiment.data_seed, device)
         importance = torch.tensor(experiment.importance(), dtype=torch.float32, device=device)
+        kind = head(experiment, device)
         self.compile = compile_wanted(device)
         self.overflows = 0
         self._functions: dict[tuple[int, int], Callable] = {}
@@ -221,7 +234,7 @@ class Step:
         def group_step(rows: int) -> Callable:
             def step_fn(W1: Tensor, W2: Tensor, b: Tensor, probs: Tensor, keys: Tensor, t: Tensor):
                 x = counter_sample(self.batch, probs, n, keys, t)  # [group, batch, n]
-                return compact_loss_and_grads(W1, W2, b, x, importance, rows)
+                return compact_loss_and_grads(W1, W2, b, x, importance, rows, kind)
 
             return step_fn
 
@@ -290,6 +303,7 @@ class SharedStep:
         self.importances = [
             torch.tensor(e.importance(), dtype=torch.float32, device=device) for e in experiments
         ]
+        self.head = head(first, device)  # the same for all (`_check_shared`)
         self.compile = compile_wanted(device)
         self.overflows = 0
         self._functions: dict[tuple[str, int, int, int], Callable] = {}
@@ -311,10 +325,10 @@ class SharedStep:
         return draw_fn
 
     def _model(self, rows: int) -> Callable:
-        batch = self.batch
+        batch, kind = self.batch, self.head
 
         def model_fn(W1: Tensor, W2: Tensor, b: Tensor, x: Tensor, importance: Tensor):
-            return rows_loss_and_grads(W1, W2, b, x, importance, batch, empty=batch - rows)
+            return rows_loss_and_grads(W1, W2, b, x, importance, batch, batch - rows, kind)
 
         return model_fn
 
@@ -362,6 +376,11 @@ def _check_shared(experiments: Sequence[Experiment]) -> None:
                 f"{e.name} and {first.name} do not draw the same batches (n_features, "
                 "batch_size, data_seed, feature_probs, seeds and steps must agree), so they "
                 "cannot train together; train them one at a time"
+            )
+        if e.model_kind() != first.model_kind():
+            raise ValueError(
+                f"{e.name} and {first.name} differ in readout or labels, so they cannot "
+                "train together; train them one at a time"
             )
 
 
