@@ -165,7 +165,7 @@ class ScalingFindings:
     readout_probs: tuple[float, ...]
     readout_m: int
     mixing_sigma: float
-    readout: dict[tuple[str, float], ReadoutCell]
+    readout: dict[tuple[str, float], ReadoutCell]  # (a) at every p of E10, (b), (c) at readout_probs
 
     def cell(self, m: int, p: float) -> ScalingCell:
         return self.cells[(m, p)]
@@ -281,8 +281,9 @@ def scaling() -> ScalingFindings:
         for cell in _scaling_cells(e):
             cells[(cell.m, cell.p)] = cell
     readout = {}
-    for variant in VARIANTS:
-        for cell in _readout_cells(variant, experiments.READOUT_PROBS):
+    for variant in VARIANTS:  # (a), E10 itself, at all its p: the denser ones for context
+        probs = experiments.READOUT_PARENT.feature_probs if variant == RELU else None
+        for cell in _readout_cells(variant, probs or experiments.READOUT_PROBS):
             readout[(variant, cell.p)] = cell
     first = experiments.SCALING[0]
     return ScalingFindings(
