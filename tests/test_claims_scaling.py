@@ -84,14 +84,14 @@ def test_the_variance_explained_grows_faster_than_the_width_and_bends(f):
     width grows'."""
     for p in f.probs:
         series = f.series(PRESENCE, p)
-        assert all(a < b for a, b in zip(series, series[1:]))
-        assert all(v > m / 2 for v, m in zip(series, f.widths))  # above monosemantic
+        assert all(a < b for a, b in zip(series, series[1:], strict=False))
+        assert all(v > m / 2 for v, m in zip(series, f.widths, strict=False))  # above monosemantic
         assert f.fit(PRESENCE, p).exponent > 1.5
         seeds = f.seed_exponents(PRESENCE, p)
         assert len(seeds) == len(f.seeds) and min(seeds) > 1.5
         local = f.local_exponents(PRESENCE, p)
         assert local[0] > local[-1] + 0.5 and local[-1] < f.fit(PRESENCE, p).exponent
-        direct = [math.log(b / a) / math.log(2) for a, b in zip(series, series[1:])]
+        direct = [math.log(b / a) / math.log(2) for a, b in zip(series, series[1:], strict=False)]
         assert local == pytest.approx(direct)  # the widths double
 
 
@@ -103,7 +103,7 @@ def test_features_do_not_run_short(f):
 def test_the_adler_shavit_scale_and_its_slope(f):
     """'at our widths its scale with constant 1 is ... features, a fitted slope of S'."""
     assert f.adler_shavit == [adler_shavit_room(m) for m in f.widths]
-    for m, room in zip(f.widths, f.adler_shavit):
+    for m, room in zip(f.widths, f.adler_shavit, strict=False):
         assert math.sqrt(room * math.log(room)) <= m < math.sqrt((room + 1) * math.log(room + 1))
     assert 1 < f.adler_shavit_exponent < 2
 

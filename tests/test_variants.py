@@ -36,12 +36,12 @@ def _autograd(W1, W2, b, x, importance, readout, M):
 @pytest.mark.parametrize("sigma", [0.0, 0.05])
 def test_the_hand_written_gradients_of_every_variant_match_autograd(readout, sigma):
     g = torch.Generator().manual_seed(0)
-    I, m, n, batch = 3, 5, 12, 64
-    W1 = torch.randn(I, m, n, generator=g, dtype=torch.float64)
-    W2 = torch.randn(I, n, m, generator=g, dtype=torch.float64)
-    b = torch.randn(I, n, generator=g, dtype=torch.float64)  # both signs: the ReLU matters
-    present = torch.rand(I, batch, n, generator=g) < 0.2
-    x = (torch.rand(I, batch, n, generator=g, dtype=torch.float64) * 2 - 1) * present
+    k, m, n, batch = 3, 5, 12, 64
+    W1 = torch.randn(k, m, n, generator=g, dtype=torch.float64)
+    W2 = torch.randn(k, n, m, generator=g, dtype=torch.float64)
+    b = torch.randn(k, n, generator=g, dtype=torch.float64)  # both signs: the ReLU matters
+    present = torch.rand(k, batch, n, generator=g) < 0.2
+    x = (torch.rand(k, batch, n, generator=g, dtype=torch.float64) * 2 - 1) * present
     x[:, :24] = 0  # empty rows, which the compact path adds in closed form
     importance = torch.rand(n, generator=g, dtype=torch.float64)
     M = mixing_matrix(n, sigma, 3)

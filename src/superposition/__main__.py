@@ -153,8 +153,8 @@ def _start(experiment: experiments.Experiment):
 
 def _runs(todo: list[tuple]) -> list[list[tuple]]:
     """The experiments to train, as training runs: those that draw the same batches
-    (`Experiment.batch_stream`) and train the same kind of model (`model_kind`) share one run, which draws each batch once. Runs are in the
-    order of their first experiment."""
+    (`Experiment.batch_stream`) and train the same kind of model (`model_kind`) share one
+    run, which draws each batch once. Runs are in the order of their first experiment."""
     runs: dict[tuple, list[tuple]] = {}
     for item in todo:
         runs.setdefault((item[0].batch_stream(), item[0].model_kind()), []).append(item)

@@ -17,7 +17,6 @@ import json
 import math
 from dataclasses import asdict, dataclass, fields
 
-
 READOUTS = ("relu", "linear")
 
 

@@ -115,7 +115,12 @@ def loss_and_grads(
 
 
 def compact_loss_and_grads(
-    W1: Tensor, W2: Tensor, b: Tensor, x: Tensor, importance: Tensor, rows: int,
+    W1: Tensor,
+    W2: Tensor,
+    b: Tensor,
+    x: Tensor,
+    importance: Tensor,
+    rows: int,
     head: Head = None,
 ) -> tuple[Tensor, Tensor, Tensor, Tensor, Tensor]:
     """`loss_and_grads` computed on `rows` rows per instance instead of the whole batch.
@@ -150,7 +155,13 @@ def nonempty_rows(x: Tensor, rows: int) -> tuple[Tensor, Tensor]:
 
 
 def rows_loss_and_grads(
-    W1: Tensor, W2: Tensor, b: Tensor, x: Tensor, importance: Tensor, batch: int, empty: int,
+    W1: Tensor,
+    W2: Tensor,
+    b: Tensor,
+    x: Tensor,
+    importance: Tensor,
+    batch: int,
+    empty: int,
     head: Head = None,
 ) -> tuple[Tensor, Tensor, Tensor, Tensor]:
     """The loss and gradients of a batch of `batch` rows, given as the rows `x` and a count
@@ -184,4 +195,3 @@ def rows_loss_and_grads(
     d_preT = torch.bmm(W2.transpose(1, 2), d_out.transpose(1, 2)) * (hT > 0)  # [.., m, rows]
     d_W1 = torch.bmm(d_preT, x)
     return loss, d_W1, d_W2, d_b
-

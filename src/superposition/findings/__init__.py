@@ -15,8 +15,8 @@ Functions are cached per process: the chapter and the tests call them freely.
 from .capacity import capacity  # noqa: F401
 from .intro import intro  # noqa: F401
 from .motif import motif  # noqa: F401
-from .scaling import scaling  # noqa: F401
 from .no_superposition import no_superposition  # noqa: F401
+from .scaling import scaling  # noqa: F401
 from .setup import setup  # noqa: F401
 from .sparsity import sparsity  # noqa: F401
 from .weights import weights  # noqa: F401

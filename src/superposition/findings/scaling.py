@@ -93,7 +93,8 @@ def fit(widths: tuple[int, ...], values: list[float]) -> Fit:
 
 
 def _local(widths: tuple[int, ...], values: list[float]) -> list[float]:
-    pairs = zip(zip(widths, values), zip(widths[1:], values[1:]))
+    points = list(zip(widths, values, strict=True))
+    pairs = zip(points, points[1:], strict=False)
     return [math.log(v2 / v1) / math.log(m2 / m1) if v1 > 0 and v2 > 0 else math.nan
             for (m1, v1), (m2, v2) in pairs]  # fmt: skip
 
@@ -165,7 +166,8 @@ class ScalingFindings:
     readout_probs: tuple[float, ...]
     readout_m: int
     mixing_sigma: float
-    readout: dict[tuple[str, float], ReadoutCell]  # (a) at every p of E10, (b), (c) at readout_probs
+    # (a) at every p of E10, (b) and (c) at readout_probs
+    readout: dict[tuple[str, float], ReadoutCell]
 
     def cell(self, m: int, p: float) -> ScalingCell:
         return self.cells[(m, p)]
