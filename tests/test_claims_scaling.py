@@ -95,6 +95,18 @@ def test_the_variance_explained_grows_faster_than_the_width_and_bends(f):
         assert local == pytest.approx(direct)  # the widths double
 
 
+def test_one_cell_s_best_model_is_a_continuation_and_its_last_step_is_below_1(f):
+    """'the last step ... adds less than proportionally (a slope below the monosemantic
+    solution's 1), and it rests on the one cell ... whose best model came from a
+    constructed start (the continuation ...: P features' worth where the random starts
+    carry L to H)'."""
+    (won,) = f.constructed_wins()
+    assert won.m == f.widths[-1] and won.reported.candidate.start == CONSTRUCTED_START[1]
+    assert f.local_exponents(PRESENCE, won.p)[-1] < 1
+    randoms = [won.seed(s).value(PRESENCE) for s in f.seeds]
+    assert won.reported.value(PRESENCE) > max(randoms)
+
+
 def test_features_do_not_run_short(f):
     """'The largest model carries X features' worth, below n/2'."""
     assert f.largest_presence < f.n / 2
@@ -106,6 +118,11 @@ def test_the_adler_shavit_scale_and_its_slope(f):
     for m, room in zip(f.widths, f.adler_shavit, strict=False):
         assert math.sqrt(room * math.log(room)) <= m < math.sqrt((room + 1) * math.log(room + 1))
     assert 1 < f.adler_shavit_exponent < 2
+    # 'a variance explained above the Adler-Shavit scale (from m = W on)'
+    first = f.widths.index(f.passes_adler_shavit_from)
+    for i, room in enumerate(f.adler_shavit):
+        above = all(f.series(PRESENCE, p)[i] > room for p in f.probs)
+        assert above == (i >= first)
 
 
 def test_the_variants_are_e10_on_the_same_batches_and_starts(f):

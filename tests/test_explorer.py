@@ -18,7 +18,12 @@ from superposition import analysis, experiments, explorer, plots, store
 
 ROOT = Path(__file__).resolve().parents[1]
 HTML = ROOT / "_build" / "html"
-BUDGET = 6_000_000  # bytes: the page, its data and its scripts (issue 13)
+# Bytes: the page, its data and its scripts. Issue 13 set 6 MB; issue 24 let the scaling
+# chapter's models break it, provided we say why: every model stays reachable, and a view
+# loads only its own experiment's data script, so what one view downloads (VIEW_BUDGET: the
+# page, BokehJS, the explorer's scripts and the largest data script) did not grow.
+BUDGET = 7_500_000
+VIEW_BUDGET = 3_500_000
 
 
 def decoded(data: dict, key: str, dtype: str, shape: tuple[int, ...]) -> np.ndarray:
@@ -205,8 +210,10 @@ def test_the_published_explorer_is_complete_and_within_budget():
     constants = found["constants"]  # the browser draws with the package's own constants
     assert (constants["steps"], constants["edge"]) == (explorer.STEPS, plots.GRAPH_THRESHOLD)
     assert (constants["positive"], constants["negative"]) == (plots.POSITIVE, plots.NEGATIVE)
-    total = (
-        sum(p.stat().st_size for p in folder.iterdir())
-        + (HTML / "book" / f"{explorer.PAGE}.html").stat().st_size
-    )
+    page = (HTML / "book" / f"{explorer.PAGE}.html").stat().st_size
+    sizes = {p.name: p.stat().st_size for p in folder.iterdir()}
+    total = page + sum(sizes.values())
     assert total <= BUDGET, f"{total / 1e6:.2f} MB"
+    data = [sizes[f"{name}.js"] for name in experiments.REGISTRY]
+    view = total - sum(data) + max(data)  # everything but the other models
+    assert view <= VIEW_BUDGET, f"{view / 1e6:.2f} MB"

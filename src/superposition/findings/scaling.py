@@ -29,11 +29,12 @@ from ..model import AbsModel
 from .capacity import RANDOM, Candidate, adler_shavit_room, candidates_at, reported_of
 
 THRESHOLDS = analysis.FVE_THRESHOLDS
+PRESENCE = "presence sum"
 # The measures a width is fitted on: a name for the table, then how to read it off Scores.
 MEASURES = (
     *(f"computed at {t:g}" for t in THRESHOLDS),
     f"sides at {analysis.FVE_COMPUTED:g}",
-    "presence sum",
+    PRESENCE,
 )
 
 
@@ -190,6 +191,15 @@ class ScalingFindings:
         """The slope of log(measure) between consecutive widths, reported models (nan where
         a value is 0)."""
         return _local(self.widths, self.series(measure, p))
+
+    @property
+    def passes_adler_shavit_from(self) -> int | None:
+        """The narrowest width from which, at every p, the reported models' variance
+        explained exceeds the Adler-Shavit scale at every wider width too."""
+        above = [all(v > room for v in (self.series(PRESENCE, p)[i] for p in self.probs))
+                 for i, room in enumerate(self.adler_shavit)]  # fmt: skip
+        first = next((i for i in range(len(above)) if all(above[i:])), None)
+        return None if first is None else self.widths[first]
 
     def local_adler_shavit(self) -> list[float]:
         return _local(self.widths, [float(v) for v in self.adler_shavit])
