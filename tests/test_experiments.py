@@ -12,11 +12,12 @@ def test_registry_holds_the_spec_experiments():
     assert (b.n_features, b.n_hidden) == (100, 40)
     assert b.feature_probs == (1.0, 0.3, 0.1, 0.03, 0.01, 0.003, 0.001)
     assert b.importance()[:3] == pytest.approx([1.0, 0.8, 0.64])
-    for e in REGISTRY.values():  # the capacity grid takes three seeds per setting
+    grids = (*experiments.CAPACITY, *experiments.SCALING, *experiments.READOUT_VARIANTS)
+    for e in REGISTRY.values():  # the grids of the last two chapters take three seeds
         if e.start == "constructed":  # two constructed starts per setting
             assert e.seeds == experiments.CONSTRUCTED_SEEDS and e.parent in REGISTRY
             continue
-        assert len(e.seeds) >= (3 if e in experiments.CAPACITY else 4)
+        assert len(e.seeds) >= (3 if e in grids else 4)
     assert len(experiments.CAPACITY) == 5 and all(e.name in REGISTRY for e in experiments.CAPACITY)
 
 
