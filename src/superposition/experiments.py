@@ -309,8 +309,9 @@ def constructed(parent: Experiment) -> Experiment:
 # 86 of 100 features' worth), widths spanning 8x, the two sparsest p of B, three seeds, the
 # book's recipe, and constructed starts. The grid is what trains, with the readout
 # experiments below, in B's time: a row that holds a feature costs about n m, and at
-# n = 400 a third of the rows at p = 0.001 and 70 % at p = 0.003 hold one, so widths 4-32
-# would have cost twice as much, nearly all of that budget on their own.
+# n = 400 a third of the rows at p = 0.001 and 70 % at p = 0.003 hold one, and the work on
+# the n outputs of a row is paid at every width, so wider grids (4-32) did not fit beside
+# the readout experiments.
 SCALING_N = 400
 SCALING_WIDTHS = (2, 4, 8, 16)
 SCALING = tuple(
