@@ -1,6 +1,7 @@
 """Each sentence of the scaling chapter (book/scaling.md), on the fields it glues
 (findings.scaling), with the cells and baselines re-derived from the weight files."""
 
+import dataclasses
 import math
 
 import numpy as np
@@ -11,6 +12,7 @@ from superposition import analysis, experiments, findings, starts
 from superposition.findings.capacity import CONSTRUCTED_START, RANDOM, adler_shavit_room
 from superposition.findings.scaling import LINEAR, MEASURES, MIXED, RELU, VARIANTS, fit
 from superposition.model import outputs, weighted_loss
+from superposition.train import head
 
 pytestmark = pytest.mark.claims
 PRESENCE = "presence sum"
@@ -137,14 +139,8 @@ def test_the_variants_are_e10_on_the_same_batches_and_starts(f):
         )  # fmt: skip
     assert linear.readout == "linear" and linear.mixing == 0
     assert mixed.readout == "relu" and mixed.mixing == f.mixing_sigma == 0.02
-    d = type(mixed)(**{**mixed.__dict__, "name": "d", "mixing": 0.0})
-    assert d.model_kind()[:2] == E10.model_kind()[:2] and train_head(d) is None
-
-
-def train_head(e):
-    from superposition.train import head
-
-    return head(e, torch.device("cpu"))
+    d = dataclasses.replace(mixed, name="d", mixing=0.0)
+    assert d.model_kind()[:2] == E10.model_kind()[:2] and head(d, torch.device("cpu")) is None
 
 
 def test_each_baseline_is_the_monosemantic_model_on_the_instance_s_own_inputs(f, trained):

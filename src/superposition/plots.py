@@ -305,5 +305,6 @@ def value_colorbar(ax: Axes | Sequence[Axes], label: str, norm: Normalize | None
 def plain_numbers(axis) -> None:
     """Tick labels as plain numbers (0.01, 0.1, 1) rather than powers of ten, whose
     superscripts print at 70 % of the text size."""
-    axis.set_major_formatter(mpl.ticker.FuncFormatter(lambda v, _: f"{v:.2g}"))
+    # two significant digits, never in exponent form (100, not 1e+02)
+    axis.set_major_formatter(mpl.ticker.FuncFormatter(lambda v, _: f"{float(f'{v:.2g}'):g}"))
     axis.set_minor_formatter(mpl.ticker.NullFormatter())

@@ -267,12 +267,13 @@ def baseline_losses(experiment: experiments.Experiment) -> list[float]:
     return train.evaluate(model, experiment, probs)[0]
 
 
-def _readout_cells(variant: str, probs: tuple[float, ...]) -> list[ReadoutCell]:
+def _readout_cells(variant: str) -> list[ReadoutCell]:
+    """Every p the variant trained at (E10 itself: all seven, the denser ones for context)."""
     e = variant_experiment(variant)
     w, c = store.load(e), store.load(experiments.constructed(e))
     base = {e.name: baseline_losses(e), c.experiment.name: baseline_losses(c.experiment)}
     cells = []
-    for p in probs:
+    for p in e.feature_probs:
         candidates = candidates_at(w, c, p)
         best = reported_of(candidates)
         src = w if best.experiment == e.name else c
@@ -293,9 +294,8 @@ def scaling() -> ScalingFindings:
         for cell in _scaling_cells(e):
             cells[(cell.m, cell.p)] = cell
     readout = {}
-    for variant in VARIANTS:  # (a), E10 itself, at all its p: the denser ones for context
-        probs = experiments.READOUT_PARENT.feature_probs if variant == RELU else None
-        for cell in _readout_cells(variant, probs or experiments.READOUT_PROBS):
+    for variant in VARIANTS:
+        for cell in _readout_cells(variant):
             readout[(variant, cell.p)] = cell
     first = experiments.SCALING[0]
     return ScalingFindings(
